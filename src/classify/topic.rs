@@ -1,0 +1,945 @@
+//! Topic: is this an undisclosed vulnerability, or a bug report, a question, a scanner dump?
+//!
+//! Words alone decide nothing: real reports say "crash" and "NullPointerException", real
+//! bug reports say "SSL" and "password". So every rule here is *evidence* with a weight, on
+//! one of four sides, and the sides are compared:
+//!
+//! - **report**: attacker framing and impact, proof-of-concept material, weakness
+//!   vocabulary, disclosure language;
+//! - **question**: question shapes ("how do I", "is X affected by CVE-…?", questionnaires,
+//!   bounty enquiries);
+//! - **bug**: functional-defect shapes (expected vs actual, "after upgrading", stack traces);
+//! - **scanner**: tool banners, tables of CVE ids and severities, many ids and no narrative.
+//!
+//! A message is off-topic only when an off-topic side reaches [`MIN_OFFTOPIC`] *and* beats the
+//! report side by [`MARGIN`]. Anything less is a report: turning a real report away is the
+//! worst mistake this program can make. For scanner dumps the report side counts only
+//! *narrative* evidence (attacker framing, PoC, disclosure, first-person discovery), because a
+//! dump is full of weakness words that describe its CVEs, not a finding.
+//!
+//! All weights live in [`RULES`] and the constants below; nothing else in the crate scores.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexSet};
+
+use super::{Reason, Signal};
+use crate::parse::Inbound;
+
+/// An off-topic side needs at least this score to reject.
+pub const MIN_OFFTOPIC: i32 = 4;
+/// ...and must beat the report side by this much.
+pub const MARGIN: i32 = 2;
+
+/// Which way a rule points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Evidence of a vulnerability report.
+    Report,
+    /// Evidence of a functional bug report.
+    Bug,
+    /// Evidence of a question or enquiry.
+    Question,
+    /// Evidence of raw scanner output.
+    Scanner,
+}
+
+/// Where a rule looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Subject only.
+    Subject,
+    /// Body only.
+    Body,
+    /// Either.
+    Any,
+}
+
+/// One weighted rule. Patterns see lowercased text.
+pub struct Rule {
+    /// Name shown in signals.
+    pub name: &'static str,
+    /// Which side it supports.
+    pub side: Side,
+    /// How much.
+    pub weight: i32,
+    /// Where it looks.
+    pub scope: Scope,
+    /// Report-side rules that are narrative (count against scanner dumps too).
+    pub narrative: bool,
+    /// The pattern (regex syntax, lowercase).
+    pub pattern: &'static str,
+}
+
+const fn r(
+    name: &'static str,
+    side: Side,
+    weight: i32,
+    scope: Scope,
+    narrative: bool,
+    pattern: &'static str,
+) -> Rule {
+    Rule {
+        name,
+        side,
+        weight,
+        scope,
+        narrative,
+        pattern,
+    }
+}
+
+use Scope::{Any, Body, Subject};
+use Side::{Bug, Question, Report, Scanner};
+
+/// Every pattern rule and its weight: the one place to tune the topic classifier.
+pub const RULES: &[Rule] = &[
+    // --- report: attacker framing and impact -------------------------------------------
+    r(
+        "attacker_framing",
+        Report,
+        3,
+        Body,
+        true,
+        r"\b(?:attackers?|adversar(?:y|ies)|threat actors?|malicious (?:users?|actors?|clients?|part(?:y|ies)|websites?|sites?|pages?|servers?|inputs?|requests?|payloads?|files?|archives?|documents?|xml|scripts?|tenants?|plugins?|links?|urls?))\b",
+    ),
+    r(
+        "unauthenticated_actor",
+        Report,
+        2,
+        Body,
+        true,
+        r"\b(?:unauthenticated|unauthori[sz]ed|anonymous|low[- ]privileged?|non-admin|remote) (?:users?|attackers?|clients?|access|requests?|callers?|visitors?|parties)\b",
+    ),
+    r(
+        "without_authentication",
+        Report,
+        2,
+        Body,
+        true,
+        r"\bwithout (?:any )?(?:authentication|authori[sz]ation|credentials|logging in|a valid session|permission|being authenticated)\b|\bpre-?auth(?:entication)?\b",
+    ),
+    r(
+        "bypass",
+        Report,
+        2,
+        Any,
+        false,
+        r"\bbypass(?:es|ed|ing)?\b|\bcircumvent",
+    ),
+    r(
+        "arbitrary",
+        Report,
+        3,
+        Any,
+        false,
+        r"\barbitrary (?:code|commands?|files?|sql|java|javascript|script|html|class(?:es)?|objects?|urls?|hosts?|paths?|director(?:y|ies)|headers?|methods?|expressions?|ognl|read|write|file (?:read|write|upload|deletion))\b",
+    ),
+    r(
+        "code_execution",
+        Report,
+        3,
+        Any,
+        false,
+        r"\b(?:remote code execution|rce|(?:code|command) execution|execute (?:arbitrary|system|os|shell) commands?)\b",
+    ),
+    r(
+        "privilege_escalation",
+        Report,
+        3,
+        Any,
+        false,
+        r"\bprivilege escalation\b|\bescalat(?:e|es|ed|ing|ion) (?:of )?(?:their |his |her |the )?privileges?\b|\belevation of privilege|\bgain (?:admin|administrator|root|elevated)\b",
+    ),
+    r(
+        "data_exposure",
+        Report,
+        2,
+        Any,
+        false,
+        r"\b(?:read|access|view|download|obtain|steal|leak|disclose|exfiltrate)s? (?:other users'?|another user'?s|sensitive|confidential|private|arbitrary|any user'?s?|the contents of)\b|\b(?:information|data|credential|memory) (?:disclosure|leak(?:age)?|exposure)\b|\bsensitive (?:information|data)\b",
+    ),
+    r(
+        "takeover",
+        Report,
+        3,
+        Any,
+        false,
+        r"\b(?:account takeover|session (?:hijack(?:ing)?|fixation)|impersonat(?:e|es|ion)|cache poisoning|credential theft)\b",
+    ),
+    r(
+        "denial_of_service",
+        Report,
+        1,
+        Any,
+        false,
+        r"\b(?:denial[- ]of[- ]service|dos|resource exhaustion|uncontrolled (?:resource|memory|recursion)|cpu exhaustion|memory exhaustion)\b",
+    ),
+    r(
+        "crafted_input",
+        Report,
+        2,
+        Body,
+        true,
+        r"\b(?:specially[- ]|maliciously[- ])?crafted\b",
+    ),
+    r(
+        "malformed_input",
+        Report,
+        1,
+        Body,
+        false,
+        r"\bmalformed (?:requests?|inputs?|packets?|headers?|payloads?|files?|archives?|messages?)\b",
+    ),
+    // --- report: proof-of-concept material -----------------------------------------------
+    r(
+        "proof_of_concept",
+        Report,
+        3,
+        Any,
+        true,
+        r"\b(?:proof[- ]of[- ]concept|poc)\b",
+    ),
+    r(
+        "exploit",
+        Report,
+        2,
+        Any,
+        true,
+        r"\bexploit(?:s|ed|ing|ation|able)?\b",
+    ),
+    r("payload", Report, 2, Body, true, r"\bpayloads?\b"),
+    r(
+        "http_request",
+        Report,
+        2,
+        Body,
+        true,
+        r"(?m)^\s*(?:get|post|put|delete|patch|head|options|trace) /\S* http/[12]",
+    ),
+    r(
+        "command_line",
+        Report,
+        2,
+        Body,
+        true,
+        r"(?m)^\s*(?:\$ |# )?(?:curl|wget|nc|ncat|netcat|python3?|perl|ruby|java -jar|openssl s_client|telnet)\s",
+    ),
+    r(
+        "script_payload",
+        Report,
+        2,
+        Body,
+        true,
+        r"<script|javascript:|onerror\s*=|onload\s*=|alert\(|document\.cookie",
+    ),
+    r(
+        "traversal_payload",
+        Report,
+        2,
+        Body,
+        true,
+        r"\.\./|\.\.\\|%2e%2e|\.\.%2f|%252e|%c0%ae|\.\.;/",
+    ),
+    r(
+        "lookup_payload",
+        Report,
+        3,
+        Body,
+        true,
+        r"\$\{(?:jndi|env|sys|script|dns|url|ctx|main|lower|upper|base64)?:",
+    ),
+    r(
+        "sql_payload",
+        Report,
+        2,
+        Body,
+        true,
+        r"'\s*or\s*'?1'?\s*=\s*'?1|\bunion(?:\s+all)?\s+select\b|\bsleep\(\d+\)|\bwaitfor delay\b",
+    ),
+    r(
+        "gadget_chain",
+        Report,
+        3,
+        Body,
+        true,
+        r"\b(?:ysoserial|gadget chains?|marshalsec|commonscollections\d|rogue (?:jndi|ldap|rmi) server)\b",
+    ),
+    r(
+        "sensitive_target",
+        Report,
+        2,
+        Body,
+        true,
+        r"/etc/passwd|/etc/shadow|win\.ini|169\.254\.169\.254|file:///|\bid_rsa\b|uid=0\(root\)",
+    ),
+    // --- report: weakness vocabulary -----------------------------------------------------
+    r("cwe", Report, 2, Any, false, r"\bcwe-\d+"),
+    r("cvss", Report, 2, Body, false, r"\bcvss"),
+    r(
+        "injection",
+        Report,
+        2,
+        Any,
+        false,
+        r"\b(?:sql|ldap|xpath|command|os command|code|template|expression language|el|ognl|header|crlf|log|html|xml|nosql|jndi|script|server[- ]side template|spel|mvel)[- ]injection\b|\binjection (?:vulnerability|flaw|attack)\b|\bsqli\b|\bssti\b",
+    ),
+    r(
+        "path_traversal",
+        Report,
+        2,
+        Any,
+        false,
+        r"\b(?:path|directory) traversal\b|\bzip[- ]?slip\b|\blocal file inclusion\b|\blfi\b",
+    ),
+    r(
+        "untrusted_deserialization",
+        Report,
+        2,
+        Any,
+        false,
+        r"\b(?:unsafe|insecure) deseriali[sz]ation\b|\bdeseriali[sz]ation of untrusted\b|\bdeseriali[sz]ation (?:vulnerability|gadget|attack)",
+    ),
+    r(
+        "deserialization",
+        Report,
+        1,
+        Any,
+        false,
+        r"\bdeseriali[sz](?:e|ation|ing)\b|\bunseriali[sz]",
+    ),
+    r(
+        "ssrf",
+        Report,
+        3,
+        Any,
+        false,
+        r"\bssrf\b|server[- ]side request forgery",
+    ),
+    r("xxe", Report, 3, Any, false, r"\bxxe\b|xml external entit"),
+    r(
+        "xss",
+        Report,
+        3,
+        Any,
+        false,
+        r"\bxss\b|cross[- ]site scripting",
+    ),
+    r(
+        "csrf",
+        Report,
+        2,
+        Any,
+        false,
+        r"\bcsrf\b|\bxsrf\b|cross[- ]site request forgery",
+    ),
+    r(
+        "smuggling",
+        Report,
+        3,
+        Any,
+        false,
+        r"\brequest smuggling\b|\bhttp desync|\bresponse splitting\b|\bsmuggl(?:e|ing)\b",
+    ),
+    r(
+        "memory_safety",
+        Report,
+        2,
+        Any,
+        false,
+        r"\b(?:buffer|heap|integer) (?:overflow|underflow|over-?read)|\bstack[- ]based (?:buffer )?overflow|\bout[- ]of[- ]bounds (?:read|write|access)|\buse[- ]after[- ]free|\bdouble[- ]free|\bmemory corruption|\bnull pointer dereference",
+    ),
+    r("open_redirect", Report, 2, Any, false, r"\bopen redirect"),
+    r(
+        "idor",
+        Report,
+        3,
+        Any,
+        false,
+        r"\bidor\b|insecure direct object",
+    ),
+    r(
+        "access_control",
+        Report,
+        2,
+        Any,
+        false,
+        r"\b(?:broken|missing|improper|insufficient|incorrect) (?:access control|authori[sz]ation|authentication|permission check|input validation)|\baccess control (?:issue|flaw|bypass|vulnerability)",
+    ),
+    r(
+        "side_channel",
+        Report,
+        2,
+        Any,
+        false,
+        r"\btiming (?:attack|side[- ]channel|leak|oracle)|\bside[- ]channel|\bpadding oracle",
+    ),
+    r(
+        "redos",
+        Report,
+        2,
+        Any,
+        false,
+        r"\bredos\b|regular expression denial|catastrophic backtracking",
+    ),
+    r(
+        "prototype_pollution",
+        Report,
+        3,
+        Any,
+        false,
+        r"\bprototype pollution",
+    ),
+    r(
+        "sandbox_escape",
+        Report,
+        3,
+        Any,
+        false,
+        r"\bsandbox (?:escape|bypass)|\bescape the sandbox",
+    ),
+    r(
+        "race_condition",
+        Report,
+        1,
+        Any,
+        false,
+        r"\b(?:race condition|toctou)\b",
+    ),
+    r(
+        "network_attack",
+        Report,
+        1,
+        Any,
+        false,
+        r"\bclickjacking|\bhost header (?:injection|poisoning)|\bmitm\b|man[- ]in[- ]the[- ]middle|\bdowngrade attack",
+    ),
+    // --- report: disclosure language -----------------------------------------------------
+    r(
+        "disclosure",
+        Report,
+        2,
+        Any,
+        true,
+        r"\b(?:responsible|coordinated|private|confidential) disclosure|\bembargo(?:ed)?\b|\bnot (?:yet )?(?:been )?(?:publicly )?(?:disclosed|published)\b|\bundisclosed\b|\b(?:request|assign|reserve|allocate)(?:ing)? (?:a )?cve\b|\bcve (?:id )?(?:assignment|request)\b|\b90[- ]days?\b",
+    ),
+    r(
+        "vulnerability_word",
+        Report,
+        1,
+        Any,
+        false,
+        r"\bvulnerab(?:le|ility|ilities)\b|\bsecurity (?:issue|flaw|bug|problem|hole|weakness|vulnerability|defect|report)\b",
+    ),
+    r(
+        "discovery",
+        Report,
+        1,
+        Body,
+        true,
+        r"\b(?:i|we) (?:have |'ve )?(?:found|discovered|identified|noticed)\b|\bduring (?:a |my |our )?(?:security )?(?:research|audit|review|assessment|pentest|penetration test|code review)",
+    ),
+    r(
+        "report_sections",
+        Report,
+        1,
+        Body,
+        false,
+        r"(?m)^\s*(?:#+\s*|\*\*)?(?:impact|attack (?:vector|scenario)|affected (?:versions?|components?)|root cause|vulnerability details|severity assessment|suggested (?:fix|remediation))\b\s*:?",
+    ),
+    // --- question ------------------------------------------------------------------------
+    r(
+        "subject_question_mark",
+        Question,
+        2,
+        Subject,
+        false,
+        r"\?\s*$",
+    ),
+    r(
+        "subject_question_word",
+        Question,
+        2,
+        Subject,
+        false,
+        r"^(?:(?:re|fwd?|aw):\s*)*(?:how|what|is|are|does|do|can|could|when|which|why|where|will|would|should|question|query|inquiry|enquiry)\b",
+    ),
+    r(
+        "how_do_i",
+        Question,
+        3,
+        Body,
+        false,
+        r"\bhow (?:do|can|should|would|could) (?:i|we|one)\b",
+    ),
+    r(
+        "affected_by_cve",
+        Question,
+        4,
+        Any,
+        false,
+        r"\b(?:is|are|was|were)\b[^.?\n]{0,80}\b(?:affected|vulnerable|impacted|exposed)\b[^.?\n]{0,40}\b(?:by|to)\b[^.?\n]{0,40}(?:cve-\d{4}-\d+|log4shell|spring4shell|heartbleed|this (?:cve|vulnerability))[^.\n]{0,60}\?",
+    ),
+    r(
+        "whether_affected",
+        Question,
+        3,
+        Any,
+        false,
+        r"\b(?:whether|if)\b[^.?\n]{0,80}\b(?:is|are)\s+(?:\w+\s+){0,4}(?:affected|vulnerable|impacted)\b[^.?\n]{0,40}(?:cve-\d{4}-\d+|log4shell|spring4shell|vulnerability)",
+    ),
+    r(
+        "support_question",
+        Question,
+        3,
+        Any,
+        false,
+        r"\b(?:does|do|will|can|is there)\b[^.?\n]{0,60}\b(?:support|plan(?:ned)?|roadmap|compatible|work with)\b[^.\n]{0,60}\?",
+    ),
+    r(
+        "release_question",
+        Question,
+        3,
+        Any,
+        false,
+        r"\bwhen (?:will|is|are|do|does|can)\b[^.?\n]{0,80}\b(?:release|released|fix|fixed|patch|patched|available|upgrade)\b[^.\n]{0,40}\?",
+    ),
+    r(
+        "can_you_confirm",
+        Question,
+        1,
+        Body,
+        false,
+        r"\b(?:could|can|would) you (?:please )?(?:confirm|tell|let (?:me|us) know|clarify|advise|share|provide|send)\b",
+    ),
+    r(
+        "wants_to_know",
+        Question,
+        2,
+        Body,
+        false,
+        r"\b(?:i|we) (?:would like|want|wanted|need) to (?:know|ask|understand|confirm|check)\b|\bwondering (?:if|whether)\b|\bi have a (?:quick )?question\b|\bquick question\b|\bmy question is\b|\bwe are (?:trying|looking) to (?:understand|determine|find out)",
+    ),
+    r(
+        "questionnaire",
+        Question,
+        4,
+        Any,
+        false,
+        r"\bquestionnaires?\b|\bsecurity (?:assessment|review) (?:form|questions)|\bvendor (?:risk|security) (?:assessment|review|management)|\bsoc ?2\b|\biso ?27001\b|\bplease (?:fill|complete) (?:out |in )?(?:the|this|our|attached)|\bcompliance (?:form|requirements|questions)\b|\bsig lite\b|\bcaiq\b",
+    ),
+    r(
+        "bounty_enquiry",
+        Question,
+        3,
+        Any,
+        false,
+        r"\bbug bount(?:y|ies)\b|\bbounty (?:program|programme|reward|payout)|\b(?:monetary|financial) (?:reward|compensation)|\bhall of fame\b|\bdo you (?:offer|pay|provide|have) (?:a |any )?(?:rewards?|bount(?:y|ies)|compensation)|\bswag\b",
+    ),
+    r(
+        "policy_request",
+        Question,
+        2,
+        Any,
+        false,
+        r"\b(?:your|the) (?:security|disclosure|vulnerability disclosure) (?:policy|process|contact)\b|\b(?:pgp|gpg) key\b|\bsecurity\.txt\b|\bwho (?:should|do) i contact\b|\bhow (?:do|can|should) i report\b",
+    ),
+    r(
+        "recommendation",
+        Question,
+        2,
+        Body,
+        false,
+        r"\b(?:what|which) (?:is|are) (?:the )?(?:recommended|best|correct|right|safest)\b|\bbest practices?\b|\brecommend(?:ed|ation)s? for (?:securing|hardening|configuring)",
+    ),
+    // --- bug -----------------------------------------------------------------------------
+    r(
+        "expected_behaviour",
+        Bug,
+        3,
+        Body,
+        false,
+        r"\bexpected (?:behaviou?r|result|outcome|output)\b",
+    ),
+    r(
+        "actual_behaviour",
+        Bug,
+        2,
+        Body,
+        false,
+        r"\bactual (?:behaviou?r|result|outcome|output)\b",
+    ),
+    r(
+        "after_upgrade",
+        Bug,
+        2,
+        Any,
+        false,
+        r"\bafter (?:upgrading|updating|the upgrade|the update|migrating|switching)\b|\bsince (?:upgrading|updating|the upgrade)\b|\bupgraded (?:from|to)\b",
+    ),
+    r(
+        "regression",
+        Bug,
+        2,
+        Any,
+        false,
+        r"\bregression\b|\bused to work\b|\bworked (?:fine|correctly|before)\b|\bno longer works?\b|\bstopped working\b",
+    ),
+    r(
+        "not_working",
+        Bug,
+        2,
+        Any,
+        false,
+        r"\b(?:doesn'?t|does not|don'?t|won'?t|will not|cannot|can'?t|could not|couldn'?t|unable to|fails? to|failing to|failed to|not able to)\s+(?:work|start|connect|load|deploy|compile|build|run|authenticate|log ?in|login|find|resolve|handshake|bind|read|open|send|receive|display|render|shut ?down|stop|boot|renew|verify)\b|\bnot working\b|\bis broken\b",
+    ),
+    r(
+        "feature_request",
+        Bug,
+        3,
+        Any,
+        false,
+        r"\bfeature request\b|\benhancement request\b|\bit would be (?:nice|great|useful|helpful)\b|\bplease add (?:support|an option|a feature)\b|\bwould like (?:to see|a feature|support for)\b",
+    ),
+    r(
+        "error_words",
+        Bug,
+        1,
+        Any,
+        false,
+        r"\b(?:exception|error|traceback|stack ?trace|stacktrace)\b",
+    ),
+    r(
+        "environment_section",
+        Bug,
+        1,
+        Body,
+        false,
+        r"(?m)^\s*(?:environment|os|jdk version|java version|jvm|operating system|browser|tomcat version|version)\s*:",
+    ),
+    r(
+        "configuration_help",
+        Bug,
+        1,
+        Body,
+        false,
+        r"\bmisconfigur|\bconfiguration (?:issue|problem|question)|\bmy (?:config|configuration|setup|server\.xml|web\.xml|httpd\.conf)\b",
+    ),
+    r(
+        "tracker_talk",
+        Bug,
+        1,
+        Body,
+        false,
+        r"\b(?:jira|bugzilla|github issue|issue tracker|bug tracker)\b|\bshould i (?:file|open|create) (?:a |an )?(?:bug|issue|ticket)",
+    ),
+    r(
+        "performance",
+        Bug,
+        1,
+        Any,
+        false,
+        r"\b(?:slow(?:er|ness)?|performance|memory leak|high cpu|latency|throughput)\b",
+    ),
+    // --- scanner -------------------------------------------------------------------------
+    r(
+        "scanner_banner",
+        Scanner,
+        3,
+        Any,
+        false,
+        r"\b(?:nessus|tenable|qualys|openvas|greenbone|nikto|acunetix|burp (?:suite )?(?:scanner|pro)|netsparker|invicti|owasp zap|zap scanning report|zaproxy|trivy|grype|snyk|dependency-check|dependency check|npm audit|yarn audit|retire\.?js|sonarqube|sonarcloud|checkmarx|fortify|veracode|nuclei|wpscan|nmap|sslscan|testssl|sslyze|appscan|rapid7|nexpose|insightvm|whitesource|black ?duck|prisma cloud|anchore|ossindex|osv-scanner)\b",
+    ),
+    r(
+        "scan_report",
+        Scanner,
+        2,
+        Any,
+        false,
+        r"\bscan(?:ning|ner)? (?:report|results?|summary|output|findings)\b|\bvulnerability scan|\bautomated (?:scan|scanner|tool|security scan)|\bplugin (?:id|output)\b|\b(?:total|found) \d+ vulnerabilit|\brisk (?:level|rating)\s*:",
+    ),
+    r(
+        "scanner_columns",
+        Scanner,
+        3,
+        Body,
+        false,
+        r"(?m)^\s*\|?\s*(?:library|package|component|dependency|plugin|vulnerability id|cve|name)\s*\|.*\b(?:severity|cvss|installed|fixed version|version)\b",
+    ),
+    r(
+        "fixed_version_fields",
+        Scanner,
+        1,
+        Body,
+        false,
+        r"\b(?:installed version|fixed version|fixed in version|vulnerable version)\s*:?",
+    ),
+    r(
+        "findings_list",
+        Scanner,
+        2,
+        Body,
+        false,
+        r"\b(?:found|detected|identified|flagged) (?:\d+|several|multiple|many|the following) (?:vulnerabilit(?:y|ies)|issues|cves|findings)\b|\bthe following (?:vulnerabilities|cves|findings|issues) (?:were|have been) (?:found|detected|identified|reported)",
+    ),
+];
+
+/// Distinct CVE ids at which the scanner side gets [`MANY_CVES_WEIGHT`] (and twice that at
+/// [`VERY_MANY_CVES`]).
+const MANY_CVES: usize = 4;
+const VERY_MANY_CVES: usize = 8;
+const MANY_CVES_WEIGHT: i32 = 3;
+/// Lines with a severity word next to an id, at which the scanner side gets its table weight.
+const SEVERITY_ROWS: usize = 3;
+const SEVERITY_TABLE_WEIGHT: i32 = 3;
+/// Stack-frame lines at which the bug side gets its stack-trace weight.
+const STACK_FRAMES: usize = 3;
+const STACK_TRACE_WEIGHT: i32 = 2;
+/// Body lines ending in `?` at which the question side gets weight.
+const QUESTION_LINES: usize = 2;
+const QUESTION_LINES_WEIGHT: i32 = 1;
+
+static CVE_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"cve-\d{4}-\d{4,7}").expect("static regex"));
+static SEVERITY_ROW: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:critical|high|medium|moderate|low)\b").expect("static regex")
+});
+static ROW_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"cve-\d{4}-\d+|ghsa-[a-z0-9]{4}-|\bplugin\b|\b\d+\.\d+(?:\.\d+)?\b")
+        .expect("static regex")
+});
+static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:at [\w$.<>/]+\(|file .*, line \d+, in |#\d+\s+0x[0-9a-f]+ in )")
+        .expect("static regex")
+});
+
+/// The compiled rules.
+pub struct TopicRules {
+    subject_set: RegexSet,
+    subject_rules: Vec<usize>,
+    body_set: RegexSet,
+    body_rules: Vec<usize>,
+    each: Vec<Regex>,
+}
+
+/// The outcome of scoring: `offtopic` is set when the message should be turned away.
+pub struct Scored {
+    /// The off-topic reason, when one side won clearly.
+    pub offtopic: Option<Reason>,
+    /// Evidence, strongest first.
+    pub signals: Vec<Signal>,
+    /// Score per side.
+    pub scores: Scores,
+}
+
+impl Default for TopicRules {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TopicRules {
+    /// Compiles [`RULES`].
+    pub fn new() -> TopicRules {
+        let pick = |want: &dyn Fn(Scope) -> bool| -> Vec<usize> {
+            RULES
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| want(r.scope))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let subject_rules = pick(&|s| s != Body);
+        let body_rules = pick(&|s| s != Subject);
+        let set = |ids: &[usize]| {
+            RegexSet::new(ids.iter().filter_map(|&i| RULES.get(i)).map(|r| r.pattern))
+                .expect("static rules compile")
+        };
+        TopicRules {
+            subject_set: set(&subject_rules),
+            body_set: set(&body_rules),
+            subject_rules,
+            body_rules,
+            each: RULES
+                .iter()
+                .map(|r| Regex::new(r.pattern).expect("static rules compile"))
+                .collect(),
+        }
+    }
+
+    /// Scores a message and decides whether it is off-topic.
+    pub fn score(&self, msg: &Inbound) -> Scored {
+        let subject = msg.subject.to_lowercase();
+        let body = own_words(msg.body());
+
+        let mut fired: Vec<(usize, &str)> = Vec::new();
+        for set_idx in self.subject_set.matches(&subject).iter() {
+            if let Some(&rule) = self.subject_rules.get(set_idx) {
+                fired.push((rule, subject.as_str()));
+            }
+        }
+        for set_idx in self.body_set.matches(&body).iter() {
+            if let Some(&rule) = self.body_rules.get(set_idx)
+                && !fired.iter().any(|(r, _)| *r == rule)
+            {
+                fired.push((rule, body.as_str()));
+            }
+        }
+
+        let mut scores = Scores::default();
+        let mut narrative = 0;
+        let mut signals = Vec::with_capacity(fired.len() + 4);
+        for (rule_idx, text) in fired {
+            let (Some(rule), Some(re)) = (RULES.get(rule_idx), self.each.get(rule_idx)) else {
+                continue;
+            };
+            let evidence = re.find(text).map(|m| m.as_str()).unwrap_or("");
+            scores.add(rule.side, rule.weight);
+            if rule.side == Side::Report && rule.narrative {
+                narrative += rule.weight;
+            }
+            let weight = if rule.side == Side::Report {
+                rule.weight
+            } else {
+                -rule.weight
+            };
+            signals.push(Signal::new(rule.name, weight, evidence));
+        }
+
+        // Counted shapes.
+        let cves: HashSet<&str> = CVE_ID
+            .find_iter(&body)
+            .take(200)
+            .map(|m| m.as_str())
+            .collect();
+        if cves.len() >= MANY_CVES {
+            let w = if cves.len() >= VERY_MANY_CVES {
+                2 * MANY_CVES_WEIGHT
+            } else {
+                MANY_CVES_WEIGHT
+            };
+            scores.add(Side::Scanner, w);
+            signals.push(Signal::new(
+                "many_cve_ids",
+                -w,
+                &format!("{} distinct CVE ids", cves.len()),
+            ));
+        }
+        let (mut severity_rows, mut frames, mut questions) = (0, 0, 0);
+        for line in body.lines() {
+            if SEVERITY_ROW.is_match(line) && ROW_ID.is_match(line) {
+                severity_rows += 1;
+            }
+            if STACK_FRAME.is_match(line) {
+                frames += 1;
+            }
+            if line.trim_end().ends_with('?') {
+                questions += 1;
+            }
+        }
+        if severity_rows >= SEVERITY_ROWS {
+            scores.add(Side::Scanner, SEVERITY_TABLE_WEIGHT);
+            signals.push(Signal::new(
+                "severity_table",
+                -SEVERITY_TABLE_WEIGHT,
+                &format!("{severity_rows} rows with a severity"),
+            ));
+        }
+        if frames >= STACK_FRAMES || body.contains("traceback (most recent call last)") {
+            scores.add(Side::Bug, STACK_TRACE_WEIGHT);
+            signals.push(Signal::new(
+                "stack_trace",
+                -STACK_TRACE_WEIGHT,
+                &format!("{frames} stack frames"),
+            ));
+        }
+        if questions >= QUESTION_LINES {
+            scores.add(Side::Question, QUESTION_LINES_WEIGHT);
+            signals.push(Signal::new(
+                "question_lines",
+                -QUESTION_LINES_WEIGHT,
+                &format!("{questions} lines end with '?'"),
+            ));
+        }
+
+        let report = scores.get(Side::Report);
+        let candidates = [
+            (Side::Scanner, Reason::ScannerOutput, narrative),
+            (Side::Question, Reason::Question, report),
+            (Side::Bug, Reason::BugReport, report),
+        ];
+        let mut offtopic = None;
+        let mut best_margin = i32::MIN;
+        for (side, reason, against) in candidates {
+            let s = scores.get(side);
+            let margin = s - against;
+            if s >= MIN_OFFTOPIC && margin >= MARGIN && margin > best_margin {
+                best_margin = margin;
+                offtopic = Some(reason);
+            }
+        }
+        signals.sort_by_key(|s| std::cmp::Reverse(s.weight.abs()));
+        Scored {
+            offtopic,
+            signals,
+            scores,
+        }
+    }
+}
+
+/// The score of each side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scores {
+    /// Evidence of a report.
+    pub report: i32,
+    /// Evidence of a bug report.
+    pub bug: i32,
+    /// Evidence of a question.
+    pub question: i32,
+    /// Evidence of scanner output.
+    pub scanner: i32,
+}
+
+impl Scores {
+    fn slot(&mut self, side: Side) -> &mut i32 {
+        match side {
+            Side::Report => &mut self.report,
+            Side::Bug => &mut self.bug,
+            Side::Question => &mut self.question,
+            Side::Scanner => &mut self.scanner,
+        }
+    }
+
+    fn add(&mut self, side: Side, weight: i32) {
+        *self.slot(side) += weight;
+    }
+
+    /// The score of one side.
+    pub fn get(&self, side: Side) -> i32 {
+        match side {
+            Side::Report => self.report,
+            Side::Bug => self.bug,
+            Side::Question => self.question,
+            Side::Scanner => self.scanner,
+        }
+    }
+}
+
+/// The body, lowercased, without quoted lines (`>`) and without the signature.
+fn own_words(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for line in body.lines() {
+        if line == "-- " {
+            break;
+        }
+        if line.trim_start().starts_with('>') {
+            continue;
+        }
+        for c in line.chars() {
+            out.extend(c.to_lowercase());
+        }
+        out.push('\n');
+    }
+    out
+}

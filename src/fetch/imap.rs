@@ -1,0 +1,1 @@
+//! IMAP source (async-imap over tokio, rustls).

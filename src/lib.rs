@@ -1,0 +1,76 @@
+//! secintake: turns mail sent to a `security@` address into tracked security cases.
+//!
+//! The pipeline, one module per stage:
+//!
+//! ```text
+//! fetch (local files, IMAP) -> parse -> classify -> reply -> store (one transaction) -> send
+//! ```
+//!
+//! [`parse`], [`classify`] and [`reply`] are pure: no I/O, no failure on any input. Only
+//! [`fetch`], [`store`] and [`send`] touch disk or network. [`pipeline`] is the unit of work
+//! that ties the pure stages to the store; [`daemon`] runs fetch and send loops for `run` and
+//! `once`. See ARCHITECTURE.md for the invariants.
+
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
+
+pub mod classify;
+pub mod config;
+pub mod fetch;
+pub mod parse;
+pub mod pipeline;
+pub mod reply;
+pub mod send;
+pub mod store;
+
+use pipeline::{Item, Outcome, Pipeline};
+use store::{Store, StoreError};
+
+/// Messages committed per transaction by [`ingest`].
+pub const BATCH_MESSAGES: usize = 500;
+/// Raw bytes held per batch by [`ingest`], whatever the count.
+pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// What [`ingest`] reports per item: the item and its outcome, or the source's error.
+pub type Report<'a, E> = Result<(&'a Item, &'a Result<Outcome, StoreError>), E>;
+
+/// Runs the pipeline over items from any iterator, in batches, calling `report` for each
+/// item (in order) once its batch is committed. Stops at the first store failure.
+pub fn ingest<I, E>(
+    pipeline: &Pipeline,
+    store: &mut Store,
+    items: I,
+    mut report: impl FnMut(Report<'_, E>),
+) -> Result<(), StoreError>
+where
+    I: IntoIterator<Item = Result<Item, E>>,
+{
+    let mut batch: Vec<Item> = Vec::new();
+    let mut bytes = 0;
+    let mut flush =
+        |batch: &mut Vec<Item>,
+         report: &mut dyn FnMut(Report<'_, E>)| {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let results = pipeline.process_batch(store, batch)?;
+            for (item, r) in batch.iter().zip(results.iter()) {
+                report(Ok((item, r)));
+            }
+            batch.clear();
+            Ok::<(), StoreError>(())
+        };
+    for item in items {
+        match item {
+            Ok(item) => {
+                bytes += item.raw.len();
+                batch.push(item);
+                if batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
+                    flush(&mut batch, &mut report)?;
+                    bytes = 0;
+                }
+            }
+            Err(e) => report(Err(e)),
+        }
+    }
+    flush(&mut batch, &mut report)
+}

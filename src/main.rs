@@ -1,0 +1,453 @@
+//! The `secintake` command: CLI parsing, logging, exit codes. All work is in the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use secintake::classify::{Kind, NoThreads, Threads};
+use secintake::config::Config;
+use secintake::fetch::local::LocalSource;
+use secintake::pipeline::{Outcome, Pipeline};
+use secintake::reply::Templates;
+use secintake::store::{self, Store, StoreThreads, cases};
+use secintake::{parse, send};
+
+/// Turns mail sent to a security@ address into tracked security cases.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SECINTAKE_CONFIG",
+        default_value = "/etc/secintake/secintake.toml"
+    )]
+    config: PathBuf,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dry run: classify message files; writes nothing, sends nothing.
+    Classify {
+        /// One JSON object per file per line.
+        #[arg(long)]
+        json: bool,
+        /// Message files (.eml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the full pipeline over .eml files, Maildirs and mbox files, then send the outbox.
+    Ingest {
+        /// Files and folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Deliver what is due in the outbox, then exit.
+    Send,
+    /// Look at and move cases.
+    #[command(subcommand)]
+    Case(CaseCommand),
+}
+
+#[derive(Subcommand)]
+enum CaseCommand {
+    /// List cases, newest first.
+    List {
+        /// Only cases in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only cases of this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One case: its messages and timeline.
+    Show {
+        /// Case id, e.g. SEC-2026-0001.
+        id: String,
+        /// JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a case to another state (accepted, rejected, cve, fixed, released, announced).
+    State {
+        /// Case id.
+        id: String,
+        /// New state.
+        state: String,
+        /// Why (recorded on the timeline).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Record an allocated CVE id (moves an accepted case to `cve`).
+    Cve {
+        /// Case id.
+        id: String,
+        /// CVE id, e.g. CVE-2026-12345.
+        cve: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("secintake: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(cli: &Cli) -> anyhow::Result<(Config, Templates)> {
+    let config = Config::load(&cli.config)?;
+    let templates = Templates::load(config.templates_dir.as_deref())
+        .map_err(|errors| anyhow::anyhow!("template problems:\n  {}", errors.join("\n  ")))?;
+    Ok((config, templates))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (config, templates) = load(&cli)?;
+    match cli.command {
+        Command::Classify { json, files } => classify(config, templates, json, &files),
+        Command::Ingest { paths } => ingest(config, templates, &paths),
+        Command::Send => {
+            let mut store = Store::open(&config.database)?;
+            let stats = send_outbox(&config, &mut store)?;
+            println!(
+                "mail: {} sent, {} deferred, {} failed",
+                stats.sent, stats.deferred, stats.failed
+            );
+            Ok(if stats.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Case(c) => case(config, c),
+    }
+}
+
+fn classify(
+    config: Config,
+    templates: Templates,
+    json: bool,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::new(config, templates);
+    // Follow-ups need what the database knows; a dry run only reads it, and never creates it.
+    let db = &pipeline.config().database;
+    let conn = if db.exists() {
+        Some(rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?)
+    } else {
+        None
+    };
+    let threads: Box<dyn Threads> = match &conn {
+        Some(c) => Box::new(StoreThreads(c)),
+        None => Box::new(NoThreads),
+    };
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in files {
+        let name = file.display().to_string();
+        let raw = match std::fs::read(file) {
+            Ok(r) => r,
+            Err(e) => {
+                failed = true;
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"file": name, "error": e.to_string()})
+                    )?;
+                } else {
+                    eprintln!("{name}: {e}");
+                }
+                continue;
+            }
+        };
+        let msg = parse::parse(&raw);
+        let v = pipeline.classifier().classify(&msg, threads.as_ref());
+        if json {
+            let line = serde_json::json!({
+                "file": name,
+                "verdict": v.verdict,
+                "reason": v.reason,
+                "project": v.project,
+                "case": v.case,
+                "keywords": v.keywords,
+                "signals": v.signals,
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            let reason = v
+                .reason
+                .map(|r| format!("/{}", r.as_str()))
+                .unwrap_or_default();
+            let project = v.project.as_deref().or(v.case.as_deref()).unwrap_or("-");
+            writeln!(out, "{name}\t{}{reason}\t{project}", v.verdict.as_str())?;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Default)]
+struct Totals {
+    messages: usize,
+    per_kind: [usize; 5],
+    duplicates: usize,
+    errors: usize,
+}
+
+fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut store = Store::open(&config.database)
+        .with_context(|| format!("opening {}", config.database.display()))?;
+    let pipeline = Pipeline::new(config, templates);
+    let mut t = Totals::default();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    secintake::ingest(&pipeline, &mut store, LocalSource::new(paths), |r| {
+        t.messages += 1;
+        let line = match r {
+            Err(e) => {
+                t.errors += 1;
+                format!("{e}\terror")
+            }
+            Ok((item, Err(e))) => {
+                t.errors += 1;
+                format!("{}\terror: {e}", item.source_ref)
+            }
+            Ok((item, Ok(Outcome::Duplicate { of }))) => {
+                t.duplicates += 1;
+                format!("{}\tduplicate of message {of}", item.source_ref)
+            }
+            Ok((item, Ok(Outcome::Recorded(rec)))) => {
+                let k = rec.verdict.verdict;
+                let idx = [
+                    Kind::Report,
+                    Kind::Followup,
+                    Kind::RejectFormat,
+                    Kind::RejectOfftopic,
+                    Kind::Ignore,
+                ]
+                .iter()
+                .position(|x| *x == k)
+                .unwrap_or(4);
+                if let Some(n) = t.per_kind.get_mut(idx) {
+                    *n += 1;
+                }
+                let reason = rec
+                    .verdict
+                    .reason
+                    .map(|r| format!("/{}", r.as_str()))
+                    .unwrap_or_default();
+                let queued: Vec<&str> = rec.queued.iter().map(|q| q.as_str()).collect();
+                let mut line = format!(
+                    "{}\t{}{reason}\t{}\t{}\t{}",
+                    item.source_ref,
+                    k.as_str(),
+                    rec.case.as_deref().unwrap_or("-"),
+                    rec.verdict.project.as_deref().unwrap_or("-"),
+                    if queued.is_empty() {
+                        "-".to_string()
+                    } else {
+                        queued.join(",")
+                    },
+                );
+                for (kind, why) in &rec.withheld {
+                    line.push_str(&format!(" ({} withheld: {why})", kind.as_str()));
+                }
+                line
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    })?;
+    let [reports, followups, format, offtopic, ignored] = t.per_kind;
+    writeln!(
+        out,
+        "{} messages: {reports} new cases, {followups} follow-ups, {format} format rejections, {offtopic} off-topic, {ignored} ignored, {} duplicates, {} errors",
+        t.messages, t.duplicates, t.errors
+    )?;
+    let stats = send_outbox(pipeline.config(), &mut store)?;
+    let where_to = match &pipeline.config().smtp.transport {
+        secintake::config::Transport::File { dir } => format!(" (written to {})", dir.display()),
+        secintake::config::Transport::Smtp(s) => format!(" (via {}:{})", s.host, s.port),
+    };
+    writeln!(
+        out,
+        "mail: {} sent{where_to}, {} deferred, {} failed",
+        stats.sent, stats.deferred, stats.failed
+    )?;
+    Ok(if t.errors > 0 || stats.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn send_outbox(config: &Config, store: &mut Store) -> anyhow::Result<send::DrainStats> {
+    let transport = send::Transport::from_config(config)?;
+    let policy = send::RetryPolicy::from_config(config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(send::drain(store, &transport, &policy))?)
+}
+
+fn case(config: Config, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
+    let mut store = Store::open(&config.database)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cmd {
+        CaseCommand::List {
+            state,
+            project,
+            json,
+        } => {
+            if let Some(s) = &state
+                && cases::CaseState::parse(s).is_none()
+            {
+                anyhow::bail!("unknown state {s:?}; states are {}", state_words());
+            }
+            let list = cases::list(store.conn(), state.as_deref(), project.as_deref())?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for c in &list {
+                    writeln!(
+                        out,
+                        "{}\t{:<9}\t{:<10}\t{}\t{}",
+                        c.id,
+                        c.state,
+                        c.project.as_deref().unwrap_or("(triage)"),
+                        c.reporter,
+                        c.subject
+                    )?;
+                }
+                writeln!(out, "{} case(s)", list.len())?;
+            }
+        }
+        CaseCommand::Show { id, json } => {
+            let Some(c) = cases::get(store.conn(), &id)? else {
+                anyhow::bail!("no case {id}");
+            };
+            let messages = cases::messages(store.conn(), &id)?;
+            let events = cases::events(store.conn(), &id)?;
+            if json {
+                let v = serde_json::json!({"case": c, "messages": messages, "events": events});
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(out, "{}  [{}]  {}", c.id, c.state, c.subject)?;
+                writeln!(
+                    out,
+                    "project:  {}",
+                    c.project.as_deref().unwrap_or("(triage)")
+                )?;
+                writeln!(out, "reporter: {}", c.reporter)?;
+                if !c.cve.is_empty() {
+                    writeln!(out, "cve:      {}", c.cve.join(" "))?;
+                }
+                writeln!(out, "\nmessages:")?;
+                for m in &messages {
+                    writeln!(
+                        out,
+                        "  #{} {} {} <{}> {}",
+                        m.id,
+                        time_str(m.received_at),
+                        m.verdict,
+                        m.from,
+                        m.subject
+                    )?;
+                }
+                writeln!(out, "\ntimeline:")?;
+                for e in &events {
+                    writeln!(out, "  {} {:<15} {}", time_str(e.at), e.kind, e.detail)?;
+                }
+            }
+        }
+        CaseCommand::State { id, state, note } => {
+            let Some(to) = cases::CaseState::parse(&state) else {
+                anyhow::bail!("unknown state {state:?}; states are {}", state_words());
+            };
+            let tx = store.batch()?;
+            let from = cases::set_state(&tx, &id, to, &note, store::now())?;
+            tx.commit()?;
+            writeln!(out, "{id}: {} -> {}", from.as_str(), to.as_str())?;
+        }
+        CaseCommand::Cve { id, cve } => {
+            let valid = cve.len() <= 24
+                && cve.strip_prefix("CVE-").is_some_and(|r| {
+                    let mut p = r.splitn(2, '-');
+                    let (y, n) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
+                    y.len() == 4
+                        && n.len() >= 4
+                        && y.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
+                });
+            if !valid {
+                anyhow::bail!("{cve:?} is not a CVE id like CVE-2026-12345");
+            }
+            let tx = store.batch()?;
+            let now = store::now();
+            cases::add_cve(&tx, &id, &cve, now)?;
+            if cases::state(&tx, &id)? == Some(cases::CaseState::Accepted) {
+                cases::set_state(&tx, &id, cases::CaseState::Cve, &cve, now)?;
+            }
+            tx.commit()?;
+            writeln!(out, "{id}: {cve} recorded")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn state_words() -> String {
+    cases::CaseState::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn time_str(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}

@@ -1,0 +1,381 @@
+//! The unit of work: raw message -> stored message, case change and queued mail, committed
+//! together.
+//!
+//! [`Pipeline::process_batch`] takes messages from any source and records each inside one
+//! write transaction, with a savepoint per message: a message that fails rolls back alone
+//! and is reported as not committed, so its source does not mark it done. The raw bytes are
+//! stored in the same transaction as everything they cause, and nothing leaves the machine
+//! before that transaction commits (mail waits in the outbox; IMAP flags wait for
+//! the `Ok` outcome of their message). The same bytes, or the same Message-ID from the same source, are
+//! recognised and skipped, so re-reading a source never makes a second case.
+
+use std::time::{Duration, SystemTime};
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+use crate::classify::{Classifier, Kind, Verdict, excerpt};
+use crate::config::Config;
+use crate::parse::{self, Inbound};
+use crate::reply::{CaseRef, Composer, Outgoing, ReplyKind, Templates};
+use crate::store::{self, Store, StoreError, StoreThreads, cases, outbox};
+
+/// One message from a source.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Source name: `local`, or `imap:user@host/folder`.
+    pub source: String,
+    /// Where in the source: a path, or `UIDVALIDITY:UID`.
+    pub source_ref: String,
+    /// The raw message.
+    pub raw: Vec<u8>,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Stored and decided.
+    Recorded(Recorded),
+    /// Already stored earlier (row id of the first copy).
+    Duplicate {
+        /// The earlier copy.
+        of: i64,
+    },
+}
+
+/// A newly recorded message.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Row id.
+    pub message: i64,
+    /// The decision.
+    pub verdict: Verdict,
+    /// The case created or joined.
+    pub case: Option<String>,
+    /// Mail queued because of it.
+    pub queued: Vec<ReplyKind>,
+    /// Automatic replies not sent because of the per-address limit or a missing address.
+    pub withheld: Vec<(ReplyKind, &'static str)>,
+}
+
+/// Parse, classify, decide and record, for one config.
+pub struct Pipeline {
+    config: Config,
+    classifier: Classifier,
+    templates: Templates,
+}
+
+impl Pipeline {
+    /// Compiles the rules and templates of `config`.
+    pub fn new(config: Config, templates: Templates) -> Pipeline {
+        Pipeline {
+            classifier: Classifier::new(&config),
+            config,
+            templates,
+        }
+    }
+
+    /// The config this pipeline runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The classifier (for dry runs).
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// Records `items` in one transaction. Each result is the outcome of the item at the same
+    /// index; an `Err` item was rolled back and must not be marked done at its source. An
+    /// `Err` of the whole call means nothing was committed.
+    pub fn process_batch(
+        &self,
+        store: &mut Store,
+        items: &[Item],
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let mut tx = store.batch()?;
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let sp = tx.savepoint()?;
+            let r = self.process_one(&sp, item, SystemTime::now());
+            match r {
+                Ok(outcome) => {
+                    sp.commit()?;
+                    results.push(Ok(outcome));
+                }
+                Err(e) => {
+                    drop(sp); // rolls back this message only
+                    tracing::error!(source_ref = %item.source_ref, error = %e, "message not recorded");
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
+    fn process_one(
+        &self,
+        conn: &Connection,
+        item: &Item,
+        now: SystemTime,
+    ) -> Result<Outcome, StoreError> {
+        let sha256 = hex::encode(Sha256::digest(&item.raw));
+        let msg = parse::parse(&item.raw);
+        if let Some(of) =
+            store::find_duplicate(conn, &sha256, &item.source, msg.message_id.as_deref())?
+        {
+            return Ok(Outcome::Duplicate { of });
+        }
+        let verdict = self.classifier.classify(&msg, &StoreThreads(conn));
+        let at = unix(now);
+        let signals = serde_json::to_string(&verdict.signals).unwrap_or_else(|_| "[]".into());
+        let from_addr = msg
+            .from
+            .as_ref()
+            .map(|f| excerpt(&f.address, 200))
+            .unwrap_or_default();
+        let subject = excerpt(&msg.subject, 300);
+        let message = store::insert_message(
+            conn,
+            &store::NewMessage {
+                sha256: &sha256,
+                message_id: msg.message_id.as_deref(),
+                source: &item.source,
+                source_ref: &item.source_ref,
+                received_at: at,
+                raw: &item.raw,
+                verdict: verdict.verdict.as_str(),
+                reason: verdict.reason.map(|r| r.as_str()),
+                project: verdict.project.as_deref(),
+                case_id: None,
+                from_addr: &from_addr,
+                subject: &subject,
+                date: msg.date,
+                signals: &signals,
+            },
+        )?;
+        let mut rec = Recorded {
+            message,
+            verdict,
+            case: None,
+            queued: Vec::new(),
+            withheld: Vec::new(),
+        };
+        let composer = Composer::new(&self.config, &self.templates);
+        match rec.verdict.verdict {
+            Kind::Ignore => {}
+            Kind::Followup => {
+                let Some(case_id) = rec.verdict.case.clone() else {
+                    return Ok(Outcome::Recorded(rec));
+                };
+                store::set_message_case(conn, message, &case_id)?;
+                let detail = format!("from {from_addr}: {subject}");
+                cases::event(conn, &case_id, at, "followup", &detail, Some(message))?;
+                let project_id = cases::get(conn, &case_id)?.and_then(|c| c.project);
+                let project = project_id.as_deref().and_then(|p| self.config.project(p));
+                let team = project
+                    .map(|p| p.team.as_slice())
+                    .unwrap_or(&self.config.triage.default_team);
+                let from_team = msg.from.as_ref().is_some_and(|f| {
+                    team.iter()
+                        .any(|t| t.to_string().eq_ignore_ascii_case(f.address.trim()))
+                });
+                if !from_team {
+                    let case = CaseRef {
+                        id: &case_id,
+                        project,
+                        appeal: false,
+                    };
+                    if let Some(out) = composer.forward(
+                        ReplyKind::Followup,
+                        &item.raw,
+                        &msg,
+                        &rec.verdict,
+                        &case,
+                        team,
+                        now,
+                    ) {
+                        self.enqueue(conn, &out, Some(&case_id), message, at)?;
+                        rec.queued.push(out.kind);
+                    }
+                }
+                rec.case = Some(case_id);
+            }
+            Kind::RejectFormat | Kind::RejectOfftopic => {
+                if let Some(kind) = rec.verdict.reason.and_then(ReplyKind::for_reason) {
+                    self.auto_reply(conn, &composer, kind, &msg, &mut rec, None, at, now)?;
+                }
+            }
+            Kind::Report => {
+                let project = rec
+                    .verdict
+                    .project
+                    .as_deref()
+                    .and_then(|p| self.config.project(p));
+                let appeal = rec.verdict.reason == Some(crate::classify::Reason::Appeal);
+                let year = time::OffsetDateTime::from_unix_timestamp(at)
+                    .map(|d| d.year())
+                    .unwrap_or(1970);
+                let case_id = cases::create(
+                    conn,
+                    &cases::NewCase {
+                        prefix: &self.config.triage.case_prefix,
+                        year,
+                        project: project.map(|p| p.id.as_str()),
+                        reporter: &from_addr,
+                        subject: &subject,
+                        appeal,
+                        signals: &signals,
+                        at,
+                    },
+                )?;
+                store::set_message_case(conn, message, &case_id)?;
+                let detail = match (project, appeal) {
+                    (Some(p), false) => format!("routed to {}", p.id),
+                    (Some(p), true) => format!("appeal; routed to {}", p.id),
+                    (None, false) => "no project matched; default triage team".to_string(),
+                    (None, true) => "appeal; no project matched; default triage team".to_string(),
+                };
+                cases::event(conn, &case_id, at, "reported", &detail, Some(message))?;
+                let case = CaseRef {
+                    id: &case_id,
+                    project,
+                    appeal,
+                };
+                self.auto_reply(
+                    conn,
+                    &composer,
+                    ReplyKind::Ack,
+                    &msg,
+                    &mut rec,
+                    Some(&case),
+                    at,
+                    now,
+                )?;
+                let team = project
+                    .map(|p| p.team.as_slice())
+                    .unwrap_or(&self.config.triage.default_team);
+                if let Some(out) = composer.forward(
+                    ReplyKind::Forward,
+                    &item.raw,
+                    &msg,
+                    &rec.verdict,
+                    &case,
+                    team,
+                    now,
+                ) {
+                    self.enqueue(conn, &out, Some(&case_id), message, at)?;
+                    rec.queued.push(out.kind);
+                }
+                rec.case = Some(case_id);
+            }
+        }
+        Ok(Outcome::Recorded(rec))
+    }
+
+    /// Queues an automatic reply unless the sender has no usable address or has had its
+    /// share of automatic replies today.
+    #[allow(clippy::too_many_arguments)]
+    fn auto_reply(
+        &self,
+        conn: &Connection,
+        composer: &Composer<'_>,
+        kind: ReplyKind,
+        msg: &Inbound,
+        rec: &mut Recorded,
+        case: Option<&CaseRef<'_>>,
+        at: i64,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let Some(out) = composer.auto_reply(kind, msg, &rec.verdict, case, now) else {
+            rec.withheld.push((kind, "no usable reply address"));
+            if let Some(c) = case {
+                cases::event(
+                    conn,
+                    c.id,
+                    at,
+                    "no_reply",
+                    "no usable reply address",
+                    Some(rec.message),
+                )?;
+            }
+            return Ok(());
+        };
+        let rate_key = out
+            .recipients
+            .first()
+            .map(|a| a.to_string().to_ascii_lowercase())
+            .unwrap_or_default();
+        let day = Duration::from_secs(86_400).as_secs() as i64;
+        let sent = outbox::auto_replies_since(conn, &rate_key, at - day)?;
+        if sent >= self.config.triage.auto_replies_per_day {
+            tracing::warn!(recipient = %rate_key, kind = kind.as_str(), "automatic reply withheld: daily limit reached");
+            rec.withheld
+                .push((kind, "daily automatic-reply limit reached"));
+            if let Some(c) = case {
+                cases::event(
+                    conn,
+                    c.id,
+                    at,
+                    "rate_limited",
+                    kind.as_str(),
+                    Some(rec.message),
+                )?;
+            }
+            return Ok(());
+        }
+        self.enqueue_keyed(conn, &out, case.map(|c| c.id), rec.message, at, &rate_key)?;
+        rec.queued.push(kind);
+        Ok(())
+    }
+
+    fn enqueue(
+        &self,
+        conn: &Connection,
+        out: &Outgoing,
+        case: Option<&str>,
+        message: i64,
+        at: i64,
+    ) -> Result<i64, StoreError> {
+        self.enqueue_keyed(conn, out, case, message, at, "")
+    }
+
+    fn enqueue_keyed(
+        &self,
+        conn: &Connection,
+        out: &Outgoing,
+        case: Option<&str>,
+        message: i64,
+        at: i64,
+        rate_key: &str,
+    ) -> Result<i64, StoreError> {
+        let recipients: Vec<String> = out.recipients.iter().map(|a| a.to_string()).collect();
+        let envelope_from = out
+            .envelope_from
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        outbox::enqueue(
+            conn,
+            &outbox::NewOutgoing {
+                kind: out.kind.as_str(),
+                auto_reply: out.kind.is_auto_reply(),
+                case_id: case,
+                message: Some(message),
+                rfc822_id: &out.message_id,
+                envelope_from: &envelope_from,
+                recipients: &recipients,
+                rate_key,
+                body: &out.bytes,
+                at,
+            },
+        )
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,154 @@
+//! The outbox table: mail waiting to leave, and what happened when it tried.
+//!
+//! Rows are written in the same transaction as the message and case that caused them, and
+//! only ever move forward: due -> sent, or due -> (retry)* -> sent | failed. The worker that
+//! drains it lives in [`crate::send`].
+
+use rusqlite::{Connection, params};
+
+use super::Result;
+
+/// A message to queue.
+pub struct NewOutgoing<'a> {
+    /// Reply kind (`ack`, `forward`, `reject_html_only`, ...).
+    pub kind: &'a str,
+    /// An RFC 3834 automatic reply (sent with the null envelope sender, rate limited).
+    pub auto_reply: bool,
+    /// The case it belongs to.
+    pub case_id: Option<&'a str>,
+    /// The message that caused it.
+    pub message: Option<i64>,
+    /// Our Message-ID, without brackets.
+    pub rfc822_id: &'a str,
+    /// Envelope sender; empty for the null sender.
+    pub envelope_from: &'a str,
+    /// Envelope recipients.
+    pub recipients: &'a [String],
+    /// Lowercased recipient for rate limiting automatic replies.
+    pub rate_key: &'a str,
+    /// The rendered message.
+    pub body: &'a [u8],
+    /// Now.
+    pub at: i64,
+}
+
+/// Queues a message; returns its row id.
+pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
+    let recipients = serde_json::to_string(o.recipients).unwrap_or_else(|_| "[]".into());
+    conn.prepare_cached(
+        "INSERT INTO outbox (kind, auto_reply, case_id, message, rfc822_id, envelope_from, recipients,
+                             rate_key, body, created_at, next_attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )?
+    .execute(params![
+        o.kind,
+        o.auto_reply,
+        o.case_id,
+        o.message,
+        o.rfc822_id,
+        o.envelope_from,
+        recipients,
+        o.rate_key,
+        o.body,
+        o.at
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Automatic replies queued to `rate_key` since `since`.
+pub fn auto_replies_since(conn: &Connection, rate_key: &str, since: i64) -> Result<u32> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM outbox WHERE auto_reply = 1 AND rate_key = ?1 AND created_at >= ?2",
+        )?
+        .query_row(params![rate_key, since], |r| r.get(0))?)
+}
+
+/// A queued message ready to go.
+#[derive(Debug, Clone)]
+pub struct Due {
+    /// Row id.
+    pub id: i64,
+    /// Reply kind.
+    pub kind: String,
+    /// Case, if any.
+    pub case_id: Option<String>,
+    /// Envelope sender; empty for null.
+    pub envelope_from: String,
+    /// Envelope recipients.
+    pub recipients: Vec<String>,
+    /// Rendered message.
+    pub body: Vec<u8>,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When it was queued.
+    pub created_at: i64,
+}
+
+/// Up to `limit` messages due at `now`, oldest first.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, case_id, envelope_from, recipients, body, attempts, created_at FROM outbox
+         WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt <= ?1
+         ORDER BY next_attempt, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        let recipients: String = r.get(4)?;
+        Ok(Due {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            case_id: r.get(2)?,
+            envelope_from: r.get(3)?,
+            recipients: serde_json::from_str(&recipients).unwrap_or_default(),
+            body: r.get(5)?,
+            attempts: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// When the next queued message becomes due, if any.
+pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn.query_row(
+        "SELECT MIN(next_attempt) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The server accepted it.
+pub fn mark_sent(conn: &Connection, id: i64, at: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = '' WHERE id = ?1",
+    )?
+    .execute(params![id, at])?;
+    Ok(())
+}
+
+/// A transient failure: try again at `next`.
+pub fn mark_retry(conn: &Connection, id: i64, next: i64, error: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
+        .execute(params![id, next, error])?;
+    Ok(())
+}
+
+/// A permanent failure, or too old to retry: give up.
+pub fn mark_failed(conn: &Connection, id: i64, at: i64, error: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?2, last_error = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, at, error])?;
+    Ok(())
+}
+
+/// Counts of the outbox by status: `(pending, sent, failed)`.
+pub fn counts(conn: &Connection) -> Result<(i64, i64, i64)> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FILTER (WHERE sent_at IS NULL AND failed_at IS NULL),
+                COUNT(*) FILTER (WHERE sent_at IS NOT NULL),
+                COUNT(*) FILTER (WHERE failed_at IS NOT NULL) FROM outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
+}
