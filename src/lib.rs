@@ -46,19 +46,17 @@ where
 {
     let mut batch: Vec<Item> = Vec::new();
     let mut bytes = 0;
-    let mut flush =
-        |batch: &mut Vec<Item>,
-         report: &mut dyn FnMut(Report<'_, E>)| {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let results = pipeline.process_batch(store, batch)?;
-            for (item, r) in batch.iter().zip(results.iter()) {
-                report(Ok((item, r)));
-            }
-            batch.clear();
-            Ok::<(), StoreError>(())
-        };
+    let mut flush = |batch: &mut Vec<Item>, report: &mut dyn FnMut(Report<'_, E>)| {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let results = pipeline.process_batch(store, batch)?;
+        for (item, r) in batch.iter().zip(results.iter()) {
+            report(Ok((item, r)));
+        }
+        batch.clear();
+        Ok::<(), StoreError>(())
+    };
     for item in items {
         match item {
             Ok(item) => {

@@ -144,6 +144,8 @@ pub struct Attachment {
     pub size: usize,
     /// What the attachment is, for the format rules.
     pub kind: AttachmentKind,
+    /// Shown inside the body (an HTML image with a Content-ID), not attached as a file.
+    pub inline: bool,
 }
 
 /// Coarse attachment kinds, for the format rules.
@@ -372,11 +374,16 @@ pub fn parse(raw: &[u8]) -> Inbound {
                 push_capped(&mut inb.text, t);
             }
         }
+        let inline = part.content_id().is_some()
+            && part
+                .content_disposition()
+                .is_none_or(|d| !d.is_attachment());
         inb.attachments.push(Attachment {
             name,
             content_type,
             size,
             kind,
+            inline,
         });
     }
     if inb.body().contains("-----BEGIN PGP MESSAGE-----") && encryption.is_none() {

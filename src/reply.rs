@@ -528,10 +528,15 @@ fn rfc822_body(raw: &[u8]) -> Body {
         line.len() <= 998 && !line.iter().any(|&b| b == 0 || b == b'\r')
     });
     if clean {
-        let encoding = if bytes.is_ascii() { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit };
+        let encoding = if bytes.is_ascii() {
+            ContentTransferEncoding::SevenBit
+        } else {
+            ContentTransferEncoding::EightBit
+        };
         Body::dangerous_pre_encoded(bytes, encoding)
     } else {
-        Body::new_with_encoding(bytes, ContentTransferEncoding::Base64).unwrap_or_else(|b| Body::new(b))
+        Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
+            .unwrap_or_else(|b| Body::new(b))
     }
 }
 

@@ -44,7 +44,11 @@ pub fn check(msg: &Inbound, max_size: usize) -> Option<(Reason, Signal)> {
         };
         return Some((Reason::Encrypted, Signal::new("mime:encrypted", 0, what)));
     }
-    if let Some(doc) = msg.attachments.iter().find(|a| a.kind.is_document()) {
+    if let Some(doc) = msg
+        .attachments
+        .iter()
+        .find(|a| a.kind.is_document() && !a.inline)
+    {
         let text = substantive(msg.body());
         let words = text.split_whitespace().count();
         let trivial =
@@ -67,11 +71,19 @@ pub fn check(msg: &Inbound, max_size: usize) -> Option<(Reason, Signal)> {
     None
 }
 
-/// The reporter's own words: no quoted lines, no signature, no greeting-only lines.
+/// Lines that close a message: what follows is a signature or a disclaimer.
+static SIGN_OFF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^\s*(?:(?:(?:kind|best|warm|many thanks and) )?regards|thanks|thank you|cheers|sincerely|best|cordially|yours(?: faithfully| sincerely| truly)?|mit freundlichen grüßen|viele grüße|cordialement|saludos)\b[^a-z]{0,3}$|(?i)^\s*(?:confidentiality notice|disclaimer|this e-?mail and any attachments)",
+    )
+    .expect("static regex")
+});
+
+/// The reporter's own words: no quoted lines, nothing after the sign-off or `-- `.
 fn substantive(body: &str) -> String {
     let mut out = String::new();
     for line in body.lines() {
-        if line == "-- " || line == "--" {
+        if line == "-- " || line == "--" || SIGN_OFF.is_match(line) {
             break;
         }
         let t = line.trim();
