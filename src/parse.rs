@@ -57,6 +57,9 @@ pub struct Inbound {
     pub encryption: Option<Encryption>,
     /// A PGP or S/MIME signature was found.
     pub signed: bool,
+    /// An attachment holds encrypted data (an `.asc`/`.pgp` PGP message, Outlook's
+    /// `GpgOL_MIME_structure.mime`), whatever the text says.
+    pub encrypted_attachment: bool,
     /// The MIME report kind, when the message is a `multipart/report` or holds a status part.
     pub report: Option<ReportKind>,
     /// Number of MIME parts (all levels).
@@ -225,11 +228,23 @@ pub fn parse(raw: &[u8]) -> Inbound {
         raw
     };
     let bytes = skip_preamble(bytes);
-    let Some(msg) = parser().parse(bytes) else {
-        return fallback(raw);
-    };
+    // mail-parser is robust, but it has panicked on a real message (an inconsistent part
+    // tree in a corpus file). Hostile input must never take the daemon down: contain it,
+    // and fall back to the raw-text view.
+    let parsed = std::panic::catch_unwind(|| parser().parse(bytes).map(|m| inbound(&m, raw.len())));
+    match parsed {
+        Ok(Some(inb)) => inb,
+        Ok(None) => fallback(raw),
+        Err(_) => {
+            tracing::warn!(size = raw.len(), "mail-parser panicked; using the raw text");
+            fallback(raw)
+        }
+    }
+}
+
+fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
     let mut inb = Inbound {
-        size: raw.len(),
+        size,
         parts: msg.parts.len(),
         ..Inbound::default()
     };
@@ -253,7 +268,7 @@ pub fn parse(raw: &[u8]) -> Inbound {
     }
     inb.references = refs;
     inb.return_path = return_path(msg.header_raw("Return-Path"));
-    read_auto_headers(&msg, &mut inb.auto);
+    read_auto_headers(msg, &mut inb.auto);
 
     // MIME structure.
     let mut encryption = None;
@@ -310,6 +325,9 @@ pub fn parse(raw: &[u8]) -> Inbound {
             _ => {}
         }
     }
+    if encryption.is_none() {
+        encryption = nested_encryption(msg, 0);
+    }
     inb.signed = signed;
     inb.report = report;
 
@@ -365,6 +383,9 @@ pub fn parse(raw: &[u8]) -> Inbound {
             continue;
         }
         let name = part.attachment_name().map(str::to_string);
+        if looks_encrypted(name.as_deref(), part.contents()) {
+            inb.encrypted_attachment = true;
+        }
         let kind = attachment_kind(&ctype, &sub, name.as_deref(), &part.body);
         let size = part.contents().len();
         if kind == AttachmentKind::Text && inb.text.len() < MAX_TEXT {
@@ -413,6 +434,51 @@ fn skip_preamble(mut raw: &[u8]) -> &[u8] {
             return raw;
         }
     }
+}
+
+/// Encryption inside attached messages (a forwarded encrypted mail), a few levels deep.
+fn nested_encryption(msg: &mail_parser::Message<'_>, depth: usize) -> Option<Encryption> {
+    if depth >= 3 {
+        return None;
+    }
+    for part in &msg.parts {
+        if let PartType::Message(inner) = &part.body {
+            for p in &inner.parts {
+                let Some(ct) = p.content_type() else { continue };
+                let (t, sub) = (ct.ctype(), ct.subtype().unwrap_or(""));
+                if t.eq_ignore_ascii_case("multipart") && sub.eq_ignore_ascii_case("encrypted") {
+                    return Some(Encryption::PgpMime);
+                }
+                if t.eq_ignore_ascii_case("application")
+                    && (sub.eq_ignore_ascii_case("pkcs7-mime")
+                        || sub.eq_ignore_ascii_case("x-pkcs7-mime"))
+                    && !ct
+                        .attribute("smime-type")
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                        .contains("signed")
+                {
+                    return Some(Encryption::Smime);
+                }
+            }
+            if let Some(e) = nested_encryption(inner, depth + 1) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// Whether an attachment is encrypted data rather than something a person can read.
+fn looks_encrypted(name: Option<&str>, contents: &[u8]) -> bool {
+    let name = name.unwrap_or("").to_ascii_lowercase();
+    if name == "gpgol_mime_structure.mime" || name.ends_with(".pgp") || name.ends_with(".gpg") {
+        return true;
+    }
+    let head = contents.get(..contents.len().min(512)).unwrap_or(contents);
+    let needle = b"-----BEGIN PGP MESSAGE-----";
+    head.windows(needle.len()).any(|w| w == needle)
+        || head.starts_with(b"Content-Type: multipart/encrypted")
 }
 
 /// A text/plain (or untyped) part that is a body, not an attachment.

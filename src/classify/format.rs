@@ -44,15 +44,26 @@ pub fn check(msg: &Inbound, max_size: usize) -> Option<(Reason, Signal)> {
         };
         return Some((Reason::Encrypted, Signal::new("mime:encrypted", 0, what)));
     }
+    let trivial_text = || {
+        let text = substantive(msg.body());
+        let words = text.split_whitespace().count();
+        let trivial =
+            words <= 5 || (words <= TRIVIAL_WORDS && POINTS_AT_ATTACHMENT.is_match(&text));
+        (trivial, words)
+    };
+    if msg.encrypted_attachment && trivial_text().0 {
+        let evidence = "an encrypted attachment and next to no text";
+        return Some((
+            Reason::Encrypted,
+            Signal::new("mime:encrypted-attachment", 0, evidence),
+        ));
+    }
     if let Some(doc) = msg
         .attachments
         .iter()
         .find(|a| a.kind.is_document() && !a.inline)
     {
-        let text = substantive(msg.body());
-        let words = text.split_whitespace().count();
-        let trivial =
-            words <= 5 || (words <= TRIVIAL_WORDS && POINTS_AT_ATTACHMENT.is_match(&text));
+        let (trivial, words) = trivial_text();
         if trivial {
             let evidence = format!("{} ({}), {words} words of text", doc.content_type, doc.size);
             return Some((

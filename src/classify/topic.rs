@@ -191,53 +191,75 @@ pub const RULES: &[Rule] = &[
       r"\b(?:i|we) (?:have |'ve )?(?:found|discovered|identified|noticed)\b|\bduring (?:a |my |our )?(?:security )?(?:research|audit|review|assessment|pentest|penetration test|code review)"),
     r("report_sections", Report, 1, Body, false,
       r"(?m)^\s*(?:#+\s*|\*\*)?(?:impact|attack (?:vector|scenario)|affected (?:versions?|components?)|root cause|vulnerability details|severity assessment|suggested (?:fix|remediation))\b\s*:?"),
+    r("normalisation_flaw", Report, 2, Any, false,
+      r"\b(?:path|url|uri) normali[sz]ation\b|\bwithout normali[sz]ing\b|\bun-?normali[sz]ed\b|\bnon-?normali[sz]ed\b"),
+    r("access_check", Report, 1, Body, false, r"\baccess (?:check|restriction|control|rule)s?\b"),
+    r("http_transcript", Report, 1, Body, true, r"(?m)^\s*http/[12](?:\.[01])? [1-5]\d\d\b"),
     // --- question ------------------------------------------------------------------------
     r("subject_question_mark", Question, 2, Subject, false,
       r"\?\s*$"),
     r("subject_question_word", Question, 2, Subject, false,
       r"^(?:(?:re|fwd?|aw):\s*)*(?:how|what|is|are|does|do|can|could|when|which|why|where|will|would|should|question|query|inquiry|enquiry)\b"),
     r("how_do_i", Question, 3, Body, false,
-      r"\bhow (?:do|can|should|would|could) (?:i|we|one)\b"),
+      r"\bhow (?:exactly )?(?:do|does|can|should|would|could|is|are) (?:i|we|one|it|this|that|the)\b|\bhow to (?:configure|set up|setup|enable|disable|secure|harden|protect|install|upgrade|migrate|fix|avoid|prevent|mitigate|check|verify|stop|block|use)\b"),
     r("affected_by_cve", Question, 4, Any, false,
-      r"\b(?:is|are|was|were)\b[^.?\n]{0,80}\b(?:affected|vulnerable|impacted|exposed)\b[^.?\n]{0,40}\b(?:by|to)\b[^.?\n]{0,40}(?:cve-\d{4}-\d+|log4shell|spring4shell|heartbleed|this (?:cve|vulnerability))[^.\n]{0,60}\?"),
+      r"\b(?:is|are|was|were)\b[^?!;]{0,100}\b(?:affected|vulnerable|impacted|exposed|exploitable|at risk)\b[^?!;]{0,60}\b(?:by|to|via|through)\b[^?!;]{0,60}(?:cve-\d{4}-\d+|log4shell|spring4shell|text4shell|heartbleed|this (?:cve|vulnerability|issue))[^?!]{0,80}\?"),
     r("whether_affected", Question, 3, Any, false,
-      r"\b(?:whether|if)\b[^.?\n]{0,80}\b(?:is|are)\s+(?:\w+\s+){0,4}(?:affected|vulnerable|impacted)\b[^.?\n]{0,40}(?:cve-\d{4}-\d+|log4shell|spring4shell|vulnerability)"),
+      r"\b(?:whether|if)\b[^?!;]{0,120}\b(?:is|are)\s+(?:\S+\s+){0,4}(?:affected|vulnerable|impacted|exploitable)\b[^?!;]{0,60}(?:cve-\d{4}-\d+|log4shell|spring4shell|text4shell|vulnerabilit)"),
     r("support_question", Question, 3, Any, false,
-      r"\b(?:does|do|will|can|is there)\b[^.?\n]{0,60}\b(?:support|plan(?:ned)?|roadmap|compatible|work with)\b[^.\n]{0,60}\?"),
+      r"\b(?:does|do|will|can|is there)\b[^?!;]{0,60}\b(?:support|plan(?:ned)?|roadmap|compatible|work with|ship)\b[^?!;]{0,80}\?"),
     r("release_question", Question, 3, Any, false,
-      r"\bwhen (?:will|is|are|do|does|can)\b[^.?\n]{0,80}\b(?:release|released|fix|fixed|patch|patched|available|upgrade)\b[^.\n]{0,40}\?"),
+      r"\bwhen (?:will|is|are|do|does|can)\b[^?!;]{0,80}\b(?:release|released|fix|fixed|patch|patched|available|upgrade)\b[^?!;]{0,60}\?"),
     r("can_you_confirm", Question, 1, Body, false,
       r"\b(?:could|can|would) you (?:please )?(?:confirm|tell|let (?:me|us) know|clarify|advise|share|provide|send|check|look into)\b"),
     r("known_issue", Bug, 2, Body, false,
-      r"\b(?:is this|is it) a known (?:limitation|issue|bug|problem)\b|\bknown (?:limitation|regression)\b"),
+      r"\b(?:is this|is it|is there) a known\b|\bknown (?:\S+ )?(?:limitation|issue|bug|problem|regression)\b"),
+    r("troubleshooting", Bug, 2, Body, false,
+      r"\b(?:did not|didn't|does not|doesn't) help\b|\bno change\b|\bno effect\b|\bwhat (?:are|am) (?:we|i) missing\b|\banything (?:we|i) can do\b|\b(?:a )?(?:full )?restart fixes it\b|\buntil (?:we|i) restart\b|\bwithout a (?:full )?restart\b"),
+    r("account_support", Bug, 3, Any, false,
+      r"\b(?:reset|unlock|recover) (?:my |the )?(?:password|account)\b|\baccount (?:is |was |got )?(?:locked|disabled|suspended)\b|\bcan'?t log ?in to (?:the )?(?:issue tracker|jira|wiki|confluence|website|forum|mailing list)"),
     r("is_there_a_setting", Question, 2, Body, false,
-      r"\bis there (?:a|any) (?:setting|option|way|config(?:uration)?|property|flag|workaround|parameter)\b"),
+      r"\bis there (?:a|any) (?:setting|option|way|config(?:uration)?|property|flag|workaround|parameter|build|version|release)\b|\b(?:more )?gracefully\b"),
     r("confirm_not_affected", Question, 4, Any, false,
       r"\bconfirm(?:ation)?\b[^?!;]{0,140}\b(?:not|un)? ?(?:affected|vulnerable|impacted)\b|\b(?:not affected|unaffected) (?:statement|letter|confirmation)"),
     r("compliance_paperwork", Question, 2, Any, false,
-      r"\b(?:auditors?|letterhead|attestation|regulatory (?:file|submission|requirements?)|compliance (?:office|department|team|requirements?)|audit department)\b"),
+      r"\b(?:auditors?|letterhead|attestation|regulatory (?:file|submission|requirements?)|compliance (?:office|department|team|requirements?)|audit department|third[- ]party risk|supplier (?:id|risk|security|compliance)|risk management program(?:me)?)\b"),
     r("send_me_yours", Question, 2, Body, false, r"\bplease (?:send|share|provide) (?:me|us)\b"),
-    r("wants_to_know", Question, 2, Body, false,
-      r"\b(?:i|we) (?:would like|want|wanted|need) to (?:know|ask|understand|confirm|check)\b|\bwondering (?:if|whether)\b|\bi have a (?:quick )?question\b|\bquick question\b|\bmy question is\b|\bwe are (?:trying|looking) to (?:understand|determine|find out)"),
+    r("wants_to_know", Question, 2, Any, false,
+      r"\b(?:would like|want|wanted|need) to (?:know|ask|understand|confirm|check|clarify|find out)\b|\bwondering (?:if|whether)\b|\b(?:i|we) have (?:a|some|a few|several|two|three) (?:quick )?questions?\b|\bquick question\b|\bmy question is\b|\b(?:some|a few|several|my|our|following) questions\b|\bwe are (?:trying|looking) to (?:understand|determine|find out)"),
     r("questionnaire", Question, 4, Any, false,
       r"\bquestionnaires?\b|\bsecurity (?:assessment|review) (?:form|questions)|\bvendor (?:risk|security) (?:assessment|review|management)|\bsoc ?2\b|\biso ?27001\b|\bplease (?:fill|complete) (?:out |in )?(?:the|this|our|attached)|\bcompliance (?:form|requirements|questions)\b|\bsig lite\b|\bcaiq\b"),
     r("bounty_enquiry", Question, 3, Any, false,
       r"\bbug bount(?:y|ies)\b|\bbounty (?:program|programme|reward|payout)|\b(?:monetary|financial) (?:reward|compensation)|\bhall of fame\b|\bdo you (?:offer|pay|provide|have) (?:a |any )?(?:rewards?|bount(?:y|ies)|compensation)|\bswag\b"),
     r("policy_request", Question, 2, Any, false,
-      r"\b(?:your|the) (?:security|disclosure|vulnerability disclosure) (?:policy|process|contact)\b|\b(?:pgp|gpg) key\b|\bsecurity\.txt\b|\bwho (?:should|do) i contact\b|\bhow (?:do|can|should) i report\b"),
+      r"\b(?:your|the) (?:security|disclosure|vulnerability disclosure) (?:policy|process|contact)\b|\b(?:pgp|gpg) (?:public )?key\b|\bkey fingerprint\b|\bsecurity\.txt\b|\bwho (?:should|do) i contact\b|\bhow (?:do|can|should) i report\b|\bright address for\b"),
+    r("are_we_vulnerable", Question, 4, Any, false,
+      r"\b(?:are|is|am) (?:we|i|our \S+|my \S+) (?:still )?(?:vulnerable|affected|at risk|exposed|safe|compromised|hacked)\b"),
+    r("scanner_flagged_question", Question, 3, Any, false,
+      r"\b(?:our|the|a|my) (?:\S+ )?(?:scanner|scan|scanning tool|sca tool)s? (?:flag(?:s|ged)?|reports?|reported|found|finds|shows|showed|detected|detects|complains)\b"),
+    r("withheld_details", Question, 6, Any, false,
+      r"\bbefore (?:i|we) (?:share|send|disclose|provide|give|reveal)\b|\b(?:share|send|disclose|provide|reveal) (?:the |more |full )?(?:details|poc|information|report)\b[^.]{0,30}\b(?:after|once|if you|when you)\b"),
+    r("wants_exploit", Question, 4, Any, false,
+      r"\b(?:could|can|would) you (?:please )?(?:send|share|provide|give)(?: (?:me|us))? (?:the |a |an |your |some )?(?:original |working |public |existing )?(?:exploits?|pocs?|payloads?|proof[- ]of[- ]concepts?)\b|\b(?:send|share|give|provide) (?:me|us) (?:the |a |an |your |some )?(?:original |working |public |existing )?(?:exploits?|pocs?|payloads?|proof[- ]of[- ]concepts?)\b"),
+    r("academic_or_sales", Question, 5, Any, false,
+      r"\b(?:master'?s? thesis|bachelor'?s? thesis|my thesis|my supervisor|homework|course assignment|student project|complimentary|free of charge|quick call|schedule a (?:call|meeting|demo)|book a (?:call|demo)|business development|pricing|penetration testing (?:company|services|firm))\b"),
+    r("sbom_request", Question, 4, Any, false, r"\bsbom\b|software bill of materials|\bvex\b|\bcyclonedx\b|\bspdx\b"),
+    r("vendor_coordination", Question, 2, Any, false,
+      r"\bpre-?notif\w*|\bdownstream (?:vendors?|consumers?|distributors?)\b|\badvance notice\b|\btime to first response\b|\b(?:the right|not the right) (?:person|contact|address)\b|\bwhoever (?:handles|is responsible)\b"),
+    r("hedged_claim", Question, 2, Any, false, r"\b(?:may|might|could) be (?:exposed|vulnerable|affected) to\b"),
     r("recommendation", Question, 2, Body, false,
-      r"\b(?:what|which) (?:is|are) (?:the )?(?:recommended|best|correct|right|safest)\b|\bbest practices?\b|\brecommend(?:ed|ation)s? for (?:securing|hardening|configuring)"),
+      r"\b(?:what|which) (?:is|are) (?:the )?(?:recommended|best|correct|right|safest)\b|\bbest practices?\b|\b(?:do )?you recommend\b|\brecommended (?:settings?|configuration|values?|way)\b|\brecommend(?:ed|ation)s? for (?:securing|hardening|configuring)"),
     // --- bug -----------------------------------------------------------------------------
     r("expected_behaviour", Bug, 3, Body, false,
       r"\bexpected (?:behaviou?r|result|outcome|output)\b|(?m)^\s*expected\s*:"),
     r("actual_behaviour", Bug, 2, Body, false,
       r"\bactual (?:behaviou?r|result|outcome|output)\b|(?m)^\s*actual\s*:"),
     r("after_upgrade", Bug, 2, Any, false,
-      r"\bafter (?:upgrading|updating|the upgrade|the update|migrating|switching)\b|\bsince (?:upgrading|updating|the upgrade|we (?:moved|migrated|switched|upgraded|updated))\b|\bupgraded (?:from|to)\b|\bmoved from \S+ [\d.]+ to\b"),
+      r"\bafter (?:upgrading|updating|the upgrade|the update|migrating|switching|the migration)\b|\bsince (?:the |we |finishing (?:the )?|moving |migrating )?(?:upgrad\w*|updat\w*|migrat\w*|mov\w*|switch\w*)\b|\bupgraded (?:from|to)\b|\bmoved (?:\S+ ){0,3}from \S+ [\d.]+ to\b|\bmigrated (?:\S+ ){0,3}from\b"),
     r("regression", Bug, 2, Any, false,
-      r"\bregression\b|\bused to work\b|\bworked (?:fine|correctly|before)\b|\bno longer works?\b|\bcan no longer\b|\bstopped working\b|\bdowngrad(?:e|ed|ing)\b|\bnothing else changed\b"),
+      r"\bregression\b|\bused to work\b|\b(?:worked|was working) (?:fine |correctly |well )?(?:on|in|with|before|under|until)\b|\bno longer works?\b|\bcan no longer\b|\bstopped working\b|\bdowngrad(?:e|ed|ing)\b|\bnothing else changed\b|\bthe same \S+ worked\b"),
     r("not_working", Bug, 2, Any, false,
-      r"\b(?:doesn'?t|does not|don'?t|won'?t|will not|cannot|can'?t|could not|couldn'?t|unable to|fails? to|failing to|failed to|not able to)\s+(?:work|start|connect|load|deploy|compile|build|run|authenticate|log ?in|login|find|resolve|handshake|bind|read|open|send|receive|display|render|shut ?down|stop|boot|renew|verify)\b|\bnot working\b|\bis broken\b"),
+      r"\b(?:doesn'?t|does not|don'?t|won'?t|will not|cannot|can'?t|could not|couldn'?t|unable to|fails? to|failing to|failed to|not able to)\s+(?:work|start|connect|load|deploy|compile|build|run|authenticate|log ?in|login|find|resolve|handshake|bind|read|open|send|receive|display|render|shut ?down|stop|boot|renew|verify)\b|\bnot working\b|\bis broken\b|\bfails? (?:at|on|during) (?:startup|start|boot|login|deploy\w*)\b"),
     r("feature_request", Bug, 4, Any, false,
       r"\bfeature request\b|\benhancement request\b|\bit would be (?:nice|great|useful|helpful)\b|\b(?:could|can|would) you (?:please )?add\b|\bplease add\b|\badd (?:support|an option|a feature) for\b|\bwould like (?:to see|a feature|support for)\b"),
     r("error_words", Bug, 1, Any, false,
@@ -252,13 +274,13 @@ pub const RULES: &[Rule] = &[
       r"\b(?:slow(?:er|ness)?|performance|memory leak|high cpu|latency|throughput)\b"),
     // --- scanner -------------------------------------------------------------------------
     r("scanner_banner", Scanner, 3, Any, false,
-      r"\b(?:nessus|tenable|qualys|openvas|greenbone|nikto|acunetix|burp (?:suite )?(?:scanner|pro)|netsparker|invicti|owasp zap|zap scanning report|zaproxy|trivy|grype|snyk|dependency-check|dependency check|npm audit|yarn audit|retire\.?js|sonarqube|sonarcloud|checkmarx|fortify|veracode|nuclei|wpscan|nmap|sslscan|testssl|sslyze|appscan|rapid7|nexpose|insightvm|whitesource|black ?duck|prisma cloud|anchore|ossindex|osv-scanner)\b"),
+      r"\b(?:nessus|tenable|qualys|openvas|greenbone|nikto|acunetix|burp (?:suite )?(?:scanner|pro(?:fessional)?)|netsparker|invicti|owasp zap|zap scanning report|zaproxy|trivy|grype|snyk|dependency-check|dependency check|dependabot|renovate|npm audit|yarn audit|pip-audit|retire\.?js|sonarqube|sonarcloud|checkmarx|fortify|veracode|nuclei|wpscan|nmap|sslscan|testssl|sslyze|appscan|rapid7|nexpose|insightvm|whitesource|mend\.io|black ?duck|prisma cloud|anchore|ossindex|osv-scanner|sast|dast|sca tool)\b"),
     r("scan_report", Scanner, 2, Any, false,
-      r"\bscan(?:ning|ner)? (?:report|results?|summary|output|findings)\b|\bvulnerability scan|\bautomated (?:scan|scanner|tool|security scan)|\bplugin (?:id|output)\b|\b(?:total|found) \d+ vulnerabilit|\b\d+ vulnerabilities \(|\brisk (?:level|rating)\s*:|\brisk summary\b|\b\d+ alerts\b"),
+      r"\bscan(?:ning|ner)? (?:report|results?|summary|output|findings)\b|\bvulnerability scan|\bautomated (?:scan|scanner|tool|security scan)|\bplugin (?:id|output)\b|\b(?:total|found) \d+ vulnerabilit|\b\d+ vulnerabilities \(|\brisk (?:level|rating)\s*:|\brisk summary\b|\b\d+ (?:open )?(?:\w+ )?alerts\b|\b\d{2,} (?:security )?(?:issues|findings|vulnerabilities)\b|\bcritical:\s*\d+\s+high:\s*\d+"),
     r("scanner_columns", Scanner, 3, Body, false,
       r"(?m)^\s*\|?\s*(?:library|package|component|dependency|plugin|vulnerability id|cve|name)\s*\|.*\b(?:severity|cvss|installed|fixed version|version)\b"),
     r("scanner_status_lines", Scanner, 3, Body, false,
-      r"(?m)^\s*(?:warn|fail|info|pass)-(?:new|inprog)\s*:|(?m)^\s*fix available via\b"),
+      r"(?m)^\s*(?:warn|fail|info|pass)-(?:new|inprog)\s*:|(?m)^\s*fix available via\b|(?m)^\s*issue detail\s*:|(?m)^\s*detected in \S+ \(|(?m)^\s*(?:qid|threat|solution|results|synopsis|see also|plugin output)\s*:"),
     r("fixed_version_fields", Scanner, 1, Body, false,
       r"\b(?:installed version|fixed version|fixed in version|vulnerable version)\s*:?"),
     r("findings_list", Scanner, 2, Body, false,
@@ -338,8 +360,12 @@ impl TopicRules {
         let subject_rules = pick(&|s| s != Body);
         let body_rules = pick(&|s| s != Subject);
         let set = |ids: &[usize]| {
-            RegexSet::new(ids.iter().filter_map(|&i| RULES.get(i)).map(|r| r.pattern))
-                .expect("static rules compile")
+            RegexSet::new(
+                ids.iter()
+                    .filter_map(|&i| RULES.get(i))
+                    .map(|r| flex_spaces(r.pattern)),
+            )
+            .expect("static rules compile")
         };
         TopicRules {
             subject_set: set(&subject_rules),
@@ -348,7 +374,7 @@ impl TopicRules {
             body_rules,
             each: RULES
                 .iter()
-                .map(|r| Regex::new(r.pattern).expect("static rules compile"))
+                .map(|r| Regex::new(&flex_spaces(r.pattern)).expect("static rules compile"))
                 .collect(),
         }
     }
@@ -511,6 +537,37 @@ impl Scores {
             Side::Scanner => self.scanner,
         }
     }
+}
+
+/// A rule's spaces match any run of whitespace, so phrases survive line wrapping ("bug\nbounty").
+/// Spaces inside character classes are left alone.
+fn flex_spaces(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        match c {
+            _ if escaped => {
+                escaped = false;
+                out.push(c);
+            }
+            '\\' => {
+                escaped = true;
+                out.push(c);
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            ' ' if !in_class => out.push_str(r"\s+"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The body, lowercased, without quoted lines (`>`) and without the signature.

@@ -83,11 +83,14 @@ impl LocalSource {
                 self.queue.push_front(p);
             }
         } else {
-            let mut head = [0u8; 5];
+            // An mbox starts with "From " and has LF line ends; a file with neither is one message
+            // (classic Mac files use bare CR, which the mbox reader cannot split).
+            let mut head = [0u8; 4096];
             let n = File::open(&path)
                 .and_then(|mut f| f.read(&mut head))
                 .map_err(err)?;
-            if head.get(..n) == Some(b"From ".as_slice()) {
+            let head = head.get(..n).unwrap_or(&[]);
+            if head.starts_with(b"From ") && head.contains(&b'\n') {
                 self.queue.push_front(Pending::Mbox(path));
             } else {
                 self.queue.push_front(Pending::Message(path));
