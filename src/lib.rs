@@ -15,6 +15,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod daemon;
 pub mod fetch;
 pub mod parse;
 pub mod pipeline;

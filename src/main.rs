@@ -54,6 +54,18 @@ enum Command {
     },
     /// Deliver what is due in the outbox, then exit.
     Send,
+    /// Run as a daemon: read the mailbox (IDLE or polling) and send the outbox until SIGTERM.
+    /// SIGHUP reloads config and templates.
+    Run,
+    /// One pass over the mailbox and the outbox, then exit (cron, tests). Exit code 1 when
+    /// anything failed (mailbox unreachable, a message not recorded, mail not delivered).
+    Once,
+    /// Validate the config; unless --offline, also log in to IMAP and SMTP and report.
+    CheckConfig {
+        /// Only check the file, do not connect.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Look at and move cases.
     #[command(subcommand)]
     Case(CaseCommand),
@@ -134,8 +146,41 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Templates)> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run => return daemon_run(cli.config),
+        Command::Once => {
+            let pipeline = secintake::daemon::load(&cli.config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let stats = rt.block_on(secintake::daemon::once(&pipeline))?;
+            println!(
+                "mailbox: {} recorded, {} duplicates, {} errors{}; mail: {} sent, {} deferred, {} failed",
+                stats.recorded,
+                stats.duplicates,
+                stats.errors,
+                if stats.fetch_failed {
+                    ", mailbox unreachable"
+                } else {
+                    ""
+                },
+                stats.mail.sent,
+                stats.mail.deferred,
+                stats.mail.failed
+            );
+            return Ok(if stats.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::CheckConfig { offline } => return check_config(&cli, offline),
+        _ => {}
+    }
     let (config, templates) = load(&cli)?;
     match cli.command {
+        Command::Run | Command::Once | Command::CheckConfig { .. } => unreachable!("handled above"),
         Command::Classify { json, files } => classify(config, templates, json, &files),
         Command::Ingest { paths } => ingest(config, templates, &paths),
         Command::Send => {
@@ -320,13 +365,149 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
     })
 }
 
+fn daemon_run(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            use secintake::daemon::Control;
+            loop {
+                let c = tokio::select! {
+                    _ = term.recv() => Control::Shutdown,
+                    _ = int.recv() => Control::Shutdown,
+                    _ = hup.recv() => Control::Reload,
+                };
+                tracing::info!(?c, "signal received");
+                if tx.send(c).await.is_err() || c == Control::Shutdown {
+                    break;
+                }
+            }
+        });
+        secintake::daemon::run(path, rx).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
+    let (config, _templates) = load(cli)?;
+    println!(
+        "{}: valid ({} projects)",
+        cli.config.display(),
+        config.projects.len()
+    );
+    if offline {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut ok = true;
+    match &config.mailbox {
+        secintake::config::Mailbox::Imap(imap) => {
+            let source = secintake::fetch::imap::ImapSource::new(imap.clone());
+            match rt.block_on(source.session()) {
+                Ok((mut session, sel)) => {
+                    println!(
+                        "imap: logged in to {}:{} as {}; folder {} holds {} messages (UIDVALIDITY {}); IDLE {}, MOVE {}, UIDPLUS {}",
+                        imap.host,
+                        imap.port,
+                        imap.username,
+                        imap.folder,
+                        sel.exists,
+                        sel.uidvalidity,
+                        yes(sel.idle),
+                        yes(sel.moves),
+                        yes(sel.uidplus)
+                    );
+                    println!("imap: capabilities {}", sel.capabilities.join(" "));
+                    let _ = rt.block_on(session.logout());
+                }
+                Err(e) => {
+                    ok = false;
+                    println!("imap: FAILED: {e}");
+                }
+            }
+        }
+        secintake::config::Mailbox::Maildir { path } => {
+            let n = secintake::fetch::local::Maildir::open(path)
+                .and_then(|m| m.pending())
+                .map(|p| p.len());
+            match n {
+                Ok(n) => println!("maildir: {} holds {n} new messages", path.display()),
+                Err(e) => {
+                    ok = false;
+                    println!("maildir: FAILED: {}: {e}", path.display());
+                }
+            }
+        }
+    }
+    match &config.smtp.transport {
+        secintake::config::Transport::Smtp(s) => {
+            let result: anyhow::Result<bool> = rt.block_on(async {
+                match send::Transport::from_config(&config)? {
+                    send::Transport::Smtp { transport, .. } => {
+                        Ok(transport.test_connection().await?)
+                    }
+                    send::Transport::File(_) => Ok(true),
+                }
+            });
+            match result {
+                Ok(true) => println!(
+                    "smtp: connected to {}:{} ({:?}){}",
+                    s.host,
+                    s.port,
+                    s.tls,
+                    if s.username.is_some() {
+                        ", authenticated"
+                    } else {
+                        ""
+                    }
+                ),
+                Ok(false) => {
+                    ok = false;
+                    println!(
+                        "smtp: FAILED: {}:{} did not answer as expected",
+                        s.host, s.port
+                    );
+                }
+                Err(e) => {
+                    ok = false;
+                    println!("smtp: FAILED: {e:#}");
+                }
+            }
+        }
+        secintake::config::Transport::File { dir } => {
+            println!("smtp: files written to {}", dir.display())
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
 fn send_outbox(config: &Config, store: &mut Store) -> anyhow::Result<send::DrainStats> {
-    let transport = send::Transport::from_config(config)?;
     let policy = send::RetryPolicy::from_config(config);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(rt.block_on(send::drain(store, &transport, &policy))?)
+    // lettre's connection pool must be created and dropped inside the runtime.
+    rt.block_on(async {
+        let transport = send::Transport::from_config(config)?;
+        Ok(send::drain(store, &transport, &policy).await?)
+    })
 }
 
 fn case(config: Config, cmd: CaseCommand) -> anyhow::Result<ExitCode> {

@@ -535,8 +535,7 @@ fn rfc822_body(raw: &[u8]) -> Body {
         };
         Body::dangerous_pre_encoded(bytes, encoding)
     } else {
-        Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
-            .unwrap_or_else(Body::new)
+        Body::new_with_encoding(bytes, ContentTransferEncoding::Base64).unwrap_or_else(Body::new)
     }
 }
 

@@ -246,7 +246,10 @@ async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery
             transport,
             parallel,
         } => {
-            futures::stream::iter(due.iter().map(|row| deliver_smtp(transport, row)))
+            // Collect the futures first: a lazy `map` closure inside a spawned task trips
+            // the compiler's higher-ranked lifetime check.
+            let futures: Vec<_> = due.iter().map(|row| deliver_smtp(transport, row)).collect();
+            futures::stream::iter(futures)
                 .buffered((*parallel).max(1))
                 .collect()
                 .await
