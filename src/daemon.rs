@@ -345,7 +345,7 @@ fn log_outcome(
             stats.recorded += 1;
             tracing::info!(
                 uid,
-                message = rec.message,
+                row = rec.message,
                 verdict = rec.verdict.verdict.as_str(),
                 reason = rec.verdict.reason.map(|r| r.as_str()).unwrap_or(""),
                 case_id = rec.case.as_deref().unwrap_or(""),
