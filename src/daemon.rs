@@ -105,6 +105,10 @@ pub struct PassStats {
     pub fetch_failed: bool,
     /// Outbox results.
     pub mail: send::DrainStats,
+    /// Time spent reading and recording the mailbox.
+    pub fetch_time: Duration,
+    /// Time spent delivering the outbox.
+    pub send_time: Duration,
 }
 
 impl PassStats {
@@ -119,6 +123,7 @@ pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
     let mut stats = PassStats::default();
     let mut store = Store::open(&pipeline.config().database)?;
     let wake = Notify::new();
+    let started = std::time::Instant::now();
     let r = match &pipeline.config().mailbox {
         Mailbox::Imap(cfg) => {
             let source = ImapSource::new(cfg.clone());
@@ -148,13 +153,12 @@ pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
         tracing::error!("reading the mailbox failed: {e}");
         stats.fetch_failed = true;
     }
+    stats.fetch_time = started.elapsed();
+    let started = std::time::Instant::now();
     let transport = send::Transport::from_config(pipeline.config())?;
-    stats.mail = send::drain(
-        &mut store,
-        &transport,
-        &send::RetryPolicy::from_config(pipeline.config()),
-    )
-    .await?;
+    let policy = send::RetryPolicy::from_config(pipeline.config());
+    stats.mail = send::drain(&mut store, &transport, &policy).await?;
+    stats.send_time = started.elapsed();
     Ok(stats)
 }
 
@@ -252,9 +256,12 @@ async fn serve(
                     }
                 }
             };
-            let (back, stopped) = imap::idle(session, cfg.idle_timeout, stopped_signal).await?;
+            let (back, end) = imap::idle(session, cfg.idle_timeout, stopped_signal).await?;
             session = back;
-            if stopped {
+            if end == imap::IdleEnd::NewData {
+                tracing::debug!("IDLE: the server announced new mail");
+            }
+            if end == imap::IdleEnd::Stopped {
                 let _ = session.logout().await;
                 return Ok(());
             }

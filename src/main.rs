@@ -156,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             let stats = rt.block_on(secintake::daemon::once(&pipeline))?;
             println!(
-                "mailbox: {} recorded, {} duplicates, {} errors{}; mail: {} sent, {} deferred, {} failed",
+                "mailbox: {} recorded, {} duplicates, {} errors{} in {:.2}s; mail: {} sent, {} deferred, {} failed in {:.2}s",
                 stats.recorded,
                 stats.duplicates,
                 stats.errors,
@@ -165,9 +165,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     ""
                 },
+                stats.fetch_time.as_secs_f64(),
                 stats.mail.sent,
                 stats.mail.deferred,
-                stats.mail.failed
+                stats.mail.failed,
+                stats.send_time.as_secs_f64(),
             );
             return Ok(if stats.failed() {
                 ExitCode::FAILURE

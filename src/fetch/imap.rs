@@ -400,13 +400,24 @@ pub async fn mark_done(
     Ok(())
 }
 
+/// Why an IDLE ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleEnd {
+    /// The server announced something (new mail, usually).
+    NewData,
+    /// The timeout passed; IDLE is re-issued.
+    Timeout,
+    /// The caller asked to stop.
+    Stopped,
+}
+
 /// Waits for new mail with IDLE for at most `timeout`, or until `stop` resolves. Returns the
-/// session and whether waiting ended because of `stop`.
+/// session and why waiting ended.
 pub async fn idle(
     session: ImapSession,
     timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<(ImapSession, bool), FetchError> {
+) -> Result<(ImapSession, IdleEnd), FetchError> {
     let mut handle = session.idle();
     handle.init().await?;
     tokio::pin!(stop);
@@ -416,13 +427,14 @@ pub async fn idle(
         tokio::select! {
             r = &mut wait => {
                 match r? {
-                    IdleResponse::NewData(_) | IdleResponse::Timeout | IdleResponse::ManualInterrupt => false,
+                    IdleResponse::NewData(_) => IdleEnd::NewData,
+                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => IdleEnd::Timeout,
                 }
             }
             () = &mut stop => {
                 drop(interrupt);
                 let _ = wait.await;
-                true
+                IdleEnd::Stopped
             }
         }
     };
