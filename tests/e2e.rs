@@ -46,7 +46,7 @@ fn report_is_acknowledged_forwarded_recorded_and_marked_done() {
     );
     assert_eq!(
         header(ack, "In-Reply-To").as_deref(),
-        Some(format!("<report-report-1@example.com>").as_str())
+        Some("<report-report-1@example.com>")
     );
     assert!(
         contains(ack, "Return-Path: <>"),
