@@ -65,9 +65,8 @@ impl fmt::Display for ConfigError {
 // ---------------------------------------------------------------------------------------------
 // Raw form: exactly what the TOML says.
 
-/// The file as written. Every table refuses unknown keys.
+/// The file as written. Unknown keys are collected by `serde_ignored` and reported as errors.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     mailbox: RawMailbox,
     smtp: RawSmtp,
@@ -81,7 +80,6 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawMailbox {
     kind: String,
     path: Option<String>,
@@ -105,7 +103,6 @@ struct RawMailbox {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSmtp {
     kind: String,
     from: String,
@@ -126,13 +123,11 @@ struct RawSmtp {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDatabase {
     path: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTriage {
     #[serde(default)]
     default_team: Vec<String>,
@@ -143,13 +138,11 @@ struct RawTriage {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTemplates {
     dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProject {
     id: String,
     name: Option<String>,
@@ -410,14 +403,18 @@ impl Config {
             path: path.to_path_buf(),
             errors,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let syntax = |e: toml::de::Error| {
             let line = e.span().map(|s| line_of(text, s.start));
             fail(vec![ConfigError {
                 key: "(syntax)".into(),
                 line,
                 message: e.message().to_string(),
             }])
-        })?;
+        };
+        let mut unknown = Vec::new();
+        let de = toml::Deserializer::parse(text).map_err(syntax)?;
+        let raw: RawConfig = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
+            .map_err(syntax)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut v = Validator {
             base,
@@ -425,6 +422,13 @@ impl Config {
             doc: toml_edit::Document::parse(text.to_string()).ok(),
             text,
         };
+        for key in &unknown {
+            let segs: Vec<Seg<'_>> = key
+                .split('.')
+                .map(|p| p.parse::<usize>().map(Seg::Index).unwrap_or(Seg::Key(p)))
+                .collect();
+            v.err(&segs, "unknown key");
+        }
         let config = v.build(raw, path);
         if v.errors.is_empty() {
             Ok(config)
@@ -569,19 +573,22 @@ impl Validator<'_> {
         tls
     }
 
-    fn secret(
-        &mut self,
-        table: &'static str,
-        password: &Option<toml::Value>,
-        file: &Option<String>,
-        env: &Option<String>,
-    ) -> Secret {
+    /// Refuses a password written into the file, whatever the kind of the table.
+    fn no_inline_password(&mut self, table: &'static str, password: &Option<toml::Value>) {
         if password.is_some() {
             self.err(
                 &[Seg::Key(table), Seg::Key("password")],
                 "passwords do not belong in the config file; use password_file or password_env",
             );
         }
+    }
+
+    fn secret(
+        &mut self,
+        table: &'static str,
+        file: &Option<String>,
+        env: &Option<String>,
+    ) -> Secret {
         match (file, env) {
             (Some(_), Some(_)) => {
                 self.err(
@@ -638,6 +645,7 @@ impl Validator<'_> {
     fn mailbox(&mut self, m: &RawMailbox) -> Mailbox {
         const T: &str = "mailbox";
         let k = |key: &'static str| [Seg::Key(T), Seg::Key(key)];
+        self.no_inline_password(T, &m.password);
         match m.kind.as_str() {
             "maildir" => {
                 let path = match &m.path {
@@ -694,7 +702,7 @@ impl Validator<'_> {
                         }
                     }
                 } else {
-                    let s = self.secret(T, &m.password, &m.password_file, &m.password_env);
+                    let s = self.secret(T, &m.password_file, &m.password_env);
                     if s == Secret::None {
                         self.err(
                             &k("password_file"),
@@ -777,6 +785,7 @@ impl Validator<'_> {
     fn smtp(&mut self, s: &RawSmtp) -> Smtp {
         const T: &str = "smtp";
         let k = |key: &'static str| [Seg::Key(T), Seg::Key(key)];
+        self.no_inline_password(T, &s.password);
         let from = match s.from.parse::<lettre::message::Mailbox>() {
             Ok(m) => m,
             Err(e) => {
@@ -815,7 +824,7 @@ impl Validator<'_> {
                     Tls::StartTls => 587,
                     Tls::None => 25,
                 });
-                let secret = self.secret(T, &s.password, &s.password_file, &s.password_env);
+                let secret = self.secret(T, &s.password_file, &s.password_env);
                 if s.username.is_some() && secret == Secret::None {
                     self.err(
                         &k("password_file"),

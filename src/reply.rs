@@ -164,6 +164,7 @@ impl Templates {
     pub fn load(dir: Option<&Path>) -> Result<Templates, Vec<String>> {
         let mut t = Templates::embedded();
         let mut errors = Vec::new();
+        let mut broken = Vec::new();
         if let Some(dir) = dir {
             for kind in ReplyKind::ALL {
                 let path = dir.join(format!("{}.txt", kind.as_str()));
@@ -171,6 +172,7 @@ impl Templates {
                     Ok(src) => {
                         if let Err(e) = t.env.add_template_owned(kind.as_str(), src) {
                             errors.push(format!("{}: {}", path.display(), describe(&e)));
+                            broken.push(kind);
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -178,7 +180,7 @@ impl Templates {
                 }
             }
         }
-        for kind in ReplyKind::ALL {
+        for kind in ReplyKind::ALL.into_iter().filter(|k| !broken.contains(k)) {
             let ctx = Context::sample();
             if let Err(e) = t
                 .env
@@ -411,7 +413,14 @@ impl<'c> Composer<'c> {
         case: Option<&CaseRef<'_>>,
         now: SystemTime,
     ) -> Option<Outgoing> {
-        let to: Address = msg.reply_address()?.trim().parse().ok()?;
+        // ASCII only: a UTF-8 address needs SMTPUTF8 end to end, and a mangled one (a bad byte
+        // decoded to U+FFFD) is not the sender's address at all.
+        let to: Address = msg
+            .reply_address()
+            .map(str::trim)
+            .filter(|a| a.is_ascii())?
+            .parse()
+            .ok()?;
         let ctx = self.context(msg, verdict, case, now);
         let (subject, body) = self.templates.render(kind, &ctx);
         let message_id = self.new_message_id();
@@ -463,7 +472,9 @@ impl<'c> Composer<'c> {
             .first()
             .map(String::as_str)
             .or(msg.from.as_ref().map(|f| f.address.as_str()))
-            .and_then(|a| a.trim().parse::<Address>().ok());
+            .map(str::trim)
+            .filter(|a| a.is_ascii())
+            .and_then(|a| a.parse::<Address>().ok());
         if let Some(r) = reporter {
             b = b.reply_to(Mailbox::new(None, r));
         }
@@ -578,18 +589,32 @@ fn references(msg: &Inbound) -> Option<String> {
     )
 }
 
-/// Whether `id` (without brackets) can go into a header as `<id>`: printable ASCII, no
-/// spaces or brackets, one `@`, at most 250 bytes.
+/// Whether `id` (without brackets) has the RFC 5322 `msg-id` shape and can go into a header
+/// as `<id>`: `dot-atom-text "@" (dot-atom-text / "[" dtext "]")`, at most 250 bytes. Ids
+/// that fail (encoded words, spaces, quotes, stray `@`) are left out of replies.
 pub fn valid_msg_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 250
-        && id.bytes().all(|b| {
-            (0x21..=0x7e).contains(&b)
-                && !matches!(b, b'<' | b'>' | b'"' | b'\\' | b'(' | b')' | b',' | b';')
-        })
-        && id.bytes().filter(|&b| b == b'@').count() == 1
-        && !id.starts_with('@')
-        && !id.ends_with('@')
+    fn atext(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+    }
+    fn dot_atom(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+            && !s.contains("..")
+            && s.bytes().all(|b| b == b'.' || atext(b))
+    }
+    fn literal(s: &str) -> bool {
+        s.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|d| d.bytes().all(|b| matches!(b, 33..=90 | 94..=126)))
+    }
+    if id.len() > 250 {
+        return false;
+    }
+    match id.split_once('@') {
+        Some((left, right)) => dot_atom(left) && (dot_atom(right) || literal(right)),
+        None => false,
+    }
 }
 
 /// Untrusted text made fit for a header or a one-line field: no control characters, no
