@@ -29,12 +29,7 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} problem(s) in {}",
-            self.errors.len(),
-            self.path.display()
-        )?;
+        write!(f, "{} problem(s) in {}", self.errors.len(), self.path.display())?;
         for e in &self.errors {
             write!(f, "\n  {e}")?;
         }
@@ -249,10 +244,12 @@ impl Secret {
         use anyhow::Context;
         let value = match self {
             Secret::None => return Ok(None),
-            Secret::File(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading secret file {}", path.display()))?,
-            Secret::Env(var) => std::env::var(var)
-                .with_context(|| format!("reading secret from environment variable {var}"))?,
+            Secret::File(path) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading secret file {}", path.display()))?
+            }
+            Secret::Env(var) => {
+                std::env::var(var).with_context(|| format!("reading secret from environment variable {var}"))?
+            }
             Secret::Command(cmd) => {
                 let out = std::process::Command::new("sh")
                     .arg("-c")
@@ -413,8 +410,7 @@ impl Config {
         };
         let mut unknown = Vec::new();
         let de = toml::Deserializer::parse(text).map_err(syntax)?;
-        let raw: RawConfig = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
-            .map_err(syntax)?;
+        let raw: RawConfig = serde_ignored::deserialize(de, |path| unknown.push(path.to_string())).map_err(syntax)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut v = Validator {
             base,
@@ -451,12 +447,7 @@ impl Config {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
 }
 
 /// One step of a key path: a table key or an array index.
@@ -526,11 +517,7 @@ impl Validator<'_> {
 
     fn path(&mut self, value: &str) -> PathBuf {
         let p = PathBuf::from(value);
-        if p.is_absolute() {
-            p
-        } else {
-            self.base.join(p)
-        }
+        if p.is_absolute() { p } else { self.base.join(p) }
     }
 
     fn duration(&mut self, key: &[Seg<'_>], value: Option<&str>, default: Duration) -> Duration {
@@ -583,12 +570,7 @@ impl Validator<'_> {
         }
     }
 
-    fn secret(
-        &mut self,
-        table: &'static str,
-        file: &Option<String>,
-        env: &Option<String>,
-    ) -> Secret {
+    fn secret(&mut self, table: &'static str, file: &Option<String>, env: &Option<String>) -> Secret {
         match (file, env) {
             (Some(_), Some(_)) => {
                 self.err(
@@ -663,9 +645,7 @@ impl Validator<'_> {
                     String::new()
                 });
                 let tls = self.tls(&k("tls"), m.tls.as_deref(), &host, Tls::Implicit);
-                let port = m
-                    .port
-                    .unwrap_or(if tls == Tls::Implicit { 993 } else { 143 });
+                let port = m.port.unwrap_or(if tls == Tls::Implicit { 993 } else { 143 });
                 let username = m.username.clone().unwrap_or_else(|| {
                     self.err(&k("username"), "required when kind = \"imap\"");
                     String::new()
@@ -683,12 +663,8 @@ impl Validator<'_> {
                     }
                 };
                 let secret = if auth == ImapAuth::XOAuth2 {
-                    if m.password.is_some() || m.password_file.is_some() || m.password_env.is_some()
-                    {
-                        self.err(
-                            &k("auth"),
-                            "xoauth2 takes token_file or token_command, not a password",
-                        );
+                    if m.password.is_some() || m.password_file.is_some() || m.password_env.is_some() {
+                        self.err(&k("auth"), "xoauth2 takes token_file or token_command, not a password");
                     }
                     match (&m.token_file, &m.token_command) {
                         (Some(f), None) => Secret::File(self.path(f)),
@@ -704,19 +680,14 @@ impl Validator<'_> {
                 } else {
                     let s = self.secret(T, &m.password_file, &m.password_env);
                     if s == Secret::None {
-                        self.err(
-                            &k("password_file"),
-                            "IMAP login needs password_file or password_env",
-                        );
+                        self.err(&k("password_file"), "IMAP login needs password_file or password_env");
                     }
                     s
                 };
                 let after = match m.after.as_deref().unwrap_or("seen") {
                     "seen" => After::Seen,
                     other => match other.strip_prefix("move:") {
-                        Some(folder) if !folder.trim().is_empty() => {
-                            After::Move(folder.trim().to_string())
-                        }
+                        Some(folder) if !folder.trim().is_empty() => After::Move(folder.trim().to_string()),
                         _ => {
                             self.err(
                                 &k("after"),
@@ -732,16 +703,10 @@ impl Validator<'_> {
                         .bytes()
                         .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
                 {
-                    self.err(
-                        &k("keyword"),
-                        "must be a non-empty IMAP atom like \"$Secintake\"",
-                    );
+                    self.err(&k("keyword"), "must be a non-empty IMAP atom like \"$Secintake\"");
                 }
-                let poll_interval = self.duration(
-                    &k("poll_interval"),
-                    m.poll_interval.as_deref(),
-                    Duration::from_secs(60),
-                );
+                let poll_interval =
+                    self.duration(&k("poll_interval"), m.poll_interval.as_deref(), Duration::from_secs(60));
                 let idle_timeout = self.duration(
                     &k("idle_timeout"),
                     m.idle_timeout.as_deref(),
@@ -771,13 +736,8 @@ impl Validator<'_> {
                 })
             }
             other => {
-                self.err(
-                    &k("kind"),
-                    format!("unknown {other:?}; use \"maildir\" or \"imap\""),
-                );
-                Mailbox::Maildir {
-                    path: PathBuf::new(),
-                }
+                self.err(&k("kind"), format!("unknown {other:?}; use \"maildir\" or \"imap\""));
+                Mailbox::Maildir { path: PathBuf::new() }
             }
         }
     }
@@ -832,10 +792,7 @@ impl Validator<'_> {
                     );
                 }
                 if s.username.is_none() && secret != Secret::None {
-                    self.err(
-                        &k("username"),
-                        "a password is configured, so username is needed",
-                    );
+                    self.err(&k("username"), "a password is configured, so username is needed");
                 }
                 let pool_size = s.pool_size.unwrap_or(4);
                 if pool_size == 0 || pool_size > 64 {
@@ -849,38 +806,17 @@ impl Validator<'_> {
                     username: s.username.clone(),
                     secret,
                     pool_size: pool_size.clamp(1, 64),
-                    timeout: self.duration(
-                        &k("timeout"),
-                        s.timeout.as_deref(),
-                        Duration::from_secs(60),
-                    ),
+                    timeout: self.duration(&k("timeout"), s.timeout.as_deref(), Duration::from_secs(60)),
                 })
             }
             other => {
-                self.err(
-                    &k("kind"),
-                    format!("unknown {other:?}; use \"file\" or \"smtp\""),
-                );
-                Transport::File {
-                    dir: PathBuf::new(),
-                }
+                self.err(&k("kind"), format!("unknown {other:?}; use \"file\" or \"smtp\""));
+                Transport::File { dir: PathBuf::new() }
             }
         };
-        let retry_base = self.duration(
-            &k("retry_base"),
-            s.retry_base.as_deref(),
-            Duration::from_secs(60),
-        );
-        let retry_max = self.duration(
-            &k("retry_max"),
-            s.retry_max.as_deref(),
-            Duration::from_secs(3600),
-        );
-        let max_age = self.duration(
-            &k("max_age"),
-            s.max_age.as_deref(),
-            Duration::from_secs(5 * 86400),
-        );
+        let retry_base = self.duration(&k("retry_base"), s.retry_base.as_deref(), Duration::from_secs(60));
+        let retry_max = self.duration(&k("retry_max"), s.retry_max.as_deref(), Duration::from_secs(3600));
+        let max_age = self.duration(&k("max_age"), s.max_age.as_deref(), Duration::from_secs(5 * 86400));
         Smtp {
             from,
             transport,
@@ -894,9 +830,7 @@ impl Validator<'_> {
         const T: &str = "triage";
         let mut default_team = Vec::new();
         for (i, a) in t.default_team.iter().enumerate() {
-            if let Some(a) =
-                self.address(&[Seg::Key(T), Seg::Key("default_team"), Seg::Index(i)], a)
-            {
+            if let Some(a) = self.address(&[Seg::Key(T), Seg::Key("default_team"), Seg::Index(i)], a) {
                 default_team.push(a);
             }
         }
@@ -979,12 +913,7 @@ impl Validator<'_> {
             let kw = kw.trim();
             if kw.chars().count() < 2 {
                 self.err(
-                    &[
-                        Seg::Key("project"),
-                        Seg::Index(i),
-                        Seg::Key("keywords"),
-                        Seg::Index(j),
-                    ],
+                    &[Seg::Key("project"), Seg::Index(i), Seg::Key("keywords"), Seg::Index(j)],
                     "a keyword needs at least two characters",
                 );
             } else {
@@ -994,12 +923,7 @@ impl Validator<'_> {
         let mut team = Vec::new();
         for (j, a) in p.team.iter().enumerate() {
             if let Some(a) = self.address(
-                &[
-                    Seg::Key("project"),
-                    Seg::Index(i),
-                    Seg::Key("team"),
-                    Seg::Index(j),
-                ],
+                &[Seg::Key("project"), Seg::Index(i), Seg::Key("team"), Seg::Index(j)],
                 a,
             ) {
                 team.push(a);

@@ -44,8 +44,7 @@ pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
     let config = Config::load(path)?;
     let templates = Templates::load(config.templates_dir.as_deref())
         .map_err(|errors| anyhow::anyhow!("template problems:\n  {}", errors.join("\n  ")))?;
-    Store::open(&config.database)
-        .with_context(|| format!("opening {}", config.database.display()))?;
+    Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
     Ok(Pipeline::new(config, templates))
 }
 
@@ -129,25 +128,14 @@ pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
             let source = ImapSource::new(cfg.clone());
             match source.session().await {
                 Ok((mut session, sel)) => {
-                    let r = drain_imap(
-                        pipeline,
-                        &source,
-                        &mut session,
-                        &sel,
-                        &mut store,
-                        &wake,
-                        &mut stats,
-                    )
-                    .await;
+                    let r = drain_imap(pipeline, &source, &mut session, &sel, &mut store, &wake, &mut stats).await;
                     let _ = session.logout().await;
                     r
                 }
                 Err(e) => Err(e),
             }
         }
-        Mailbox::Maildir { path } => {
-            drain_maildir(pipeline, path, &mut store, &mut stats).map_err(FetchError::from)
-        }
+        Mailbox::Maildir { path } => drain_maildir(pipeline, path, &mut store, &mut stats).map_err(FetchError::from),
     };
     if let Err(e) = r {
         tracing::error!("reading the mailbox failed: {e}");
@@ -341,12 +329,7 @@ async fn drain_imap(
     }
 }
 
-fn log_outcome(
-    uid: u32,
-    item: &Item,
-    r: &Result<Outcome, store::StoreError>,
-    stats: &mut PassStats,
-) {
+fn log_outcome(uid: u32, item: &Item, r: &Result<Outcome, store::StoreError>, stats: &mut PassStats) {
     match r {
         Ok(Outcome::Recorded(rec)) => {
             stats.recorded += 1;
@@ -371,12 +354,7 @@ fn log_outcome(
     }
 }
 
-fn drain_maildir(
-    pipeline: &Pipeline,
-    path: &Path,
-    store: &mut Store,
-    stats: &mut PassStats,
-) -> std::io::Result<()> {
+fn drain_maildir(pipeline: &Pipeline, path: &Path, store: &mut Store, stats: &mut PassStats) -> std::io::Result<()> {
     let maildir = Maildir::open(path)?;
     let pending = maildir.pending()?;
     for chunk in pending.chunks(crate::BATCH_MESSAGES) {
@@ -395,9 +373,7 @@ fn drain_maildir(
                 Err(e) => tracing::error!(path = %p.display(), "unreadable message: {e}"),
             }
         }
-        let results = pipeline
-            .process_batch(store, &items)
-            .map_err(std::io::Error::other)?;
+        let results = pipeline.process_batch(store, &items).map_err(std::io::Error::other)?;
         for ((p, item), r) in paths.iter().zip(&items).zip(&results) {
             log_outcome(0, item, r, stats);
             if r.is_ok() {
@@ -474,11 +450,7 @@ struct Backoff {
 
 impl Backoff {
     fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff {
-            base,
-            max,
-            failures: 0,
-        }
+        Backoff { base, max, failures: 0 }
     }
 
     fn next(&mut self) -> Duration {

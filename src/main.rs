@@ -202,12 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn classify(
-    config: Config,
-    templates: Templates,
-    json: bool,
-    files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
+fn classify(config: Config, templates: Templates, json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(config, templates);
     // Follow-ups need what the database knows; a dry run only reads it, and never creates it.
     let db = &pipeline.config().database;
@@ -233,11 +228,7 @@ fn classify(
             Err(e) => {
                 failed = true;
                 if json {
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"file": name, "error": e.to_string()})
-                    )?;
+                    writeln!(out, "{}", serde_json::json!({"file": name, "error": e.to_string()}))?;
                 } else {
                     eprintln!("{name}: {e}");
                 }
@@ -258,19 +249,12 @@ fn classify(
             });
             writeln!(out, "{line}")?;
         } else {
-            let reason = v
-                .reason
-                .map(|r| format!("/{}", r.as_str()))
-                .unwrap_or_default();
+            let reason = v.reason.map(|r| format!("/{}", r.as_str())).unwrap_or_default();
             let project = v.project.as_deref().or(v.case.as_deref()).unwrap_or("-");
             writeln!(out, "{name}\t{}{reason}\t{project}", v.verdict.as_str())?;
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 #[derive(Default)]
@@ -282,8 +266,7 @@ struct Totals {
 }
 
 fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let mut store = Store::open(&config.database)
-        .with_context(|| format!("opening {}", config.database.display()))?;
+    let mut store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
     let pipeline = Pipeline::new(config, templates);
     let mut t = Totals::default();
     let stdout = std::io::stdout();
@@ -399,17 +382,11 @@ fn daemon_run(path: PathBuf) -> anyhow::Result<ExitCode> {
 
 fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
     let (config, _templates) = load(cli)?;
-    println!(
-        "{}: valid ({} projects)",
-        cli.config.display(),
-        config.projects.len()
-    );
+    println!("{}: valid ({} projects)", cli.config.display(), config.projects.len());
     if offline {
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut ok = true;
     match &config.mailbox {
         secintake::config::Mailbox::Imap(imap) => {
@@ -454,9 +431,7 @@ fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
         secintake::config::Transport::Smtp(s) => {
             let result: anyhow::Result<bool> = rt.block_on(async {
                 match send::Transport::from_config(&config)? {
-                    send::Transport::Smtp { transport, .. } => {
-                        Ok(transport.test_connection().await?)
-                    }
+                    send::Transport::Smtp { transport, .. } => Ok(transport.test_connection().await?),
                     send::Transport::File(_) => Ok(true),
                 }
             });
@@ -466,18 +441,11 @@ fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
                     s.host,
                     s.port,
                     s.tls,
-                    if s.username.is_some() {
-                        ", authenticated"
-                    } else {
-                        ""
-                    }
+                    if s.username.is_some() { ", authenticated" } else { "" }
                 ),
                 Ok(false) => {
                     ok = false;
-                    println!(
-                        "smtp: FAILED: {}:{} did not answer as expected",
-                        s.host, s.port
-                    );
+                    println!("smtp: FAILED: {}:{} did not answer as expected", s.host, s.port);
                 }
                 Err(e) => {
                     ok = false;
@@ -489,11 +457,7 @@ fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
             println!("smtp: files written to {}", dir.display())
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn yes(b: bool) -> &'static str {
@@ -502,9 +466,7 @@ fn yes(b: bool) -> &'static str {
 
 fn send_outbox(config: &Config, store: &mut Store) -> anyhow::Result<send::DrainStats> {
     let policy = send::RetryPolicy::from_config(config);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // lettre's connection pool must be created and dropped inside the runtime.
     rt.block_on(async {
         let transport = send::Transport::from_config(config)?;
@@ -517,11 +479,7 @@ fn case(config: Config, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cmd {
-        CaseCommand::List {
-            state,
-            project,
-            json,
-        } => {
+        CaseCommand::List { state, project, json } => {
             if let Some(s) = &state
                 && cases::CaseState::parse(s).is_none()
             {
@@ -556,11 +514,7 @@ fn case(config: Config, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 writeln!(out, "{}  [{}]  {}", c.id, c.state, c.subject)?;
-                writeln!(
-                    out,
-                    "project:  {}",
-                    c.project.as_deref().unwrap_or("(triage)")
-                )?;
+                writeln!(out, "project:  {}", c.project.as_deref().unwrap_or("(triage)"))?;
                 writeln!(out, "reporter: {}", c.reporter)?;
                 if !c.cve.is_empty() {
                     writeln!(out, "cve:      {}", c.cve.join(" "))?;
@@ -597,9 +551,7 @@ fn case(config: Config, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 && cve.strip_prefix("CVE-").is_some_and(|r| {
                     let mut p = r.splitn(2, '-');
                     let (y, n) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
-                    y.len() == 4
-                        && n.len() >= 4
-                        && y.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
+                    y.len() == 4 && n.len() >= 4 && y.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
                 });
             if !valid {
                 anyhow::bail!("{cve:?} is not a CVE id like CVE-2026-12345");
@@ -628,9 +580,6 @@ fn state_words() -> String {
 fn time_str(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| t.to_string())
 }

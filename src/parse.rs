@@ -175,10 +175,7 @@ impl AttachmentKind {
     pub fn is_document(self) -> bool {
         matches!(
             self,
-            AttachmentKind::Image
-                | AttachmentKind::Video
-                | AttachmentKind::Pdf
-                | AttachmentKind::Office
+            AttachmentKind::Image | AttachmentKind::Video | AttachmentKind::Pdf | AttachmentKind::Office
         )
     }
 }
@@ -281,29 +278,20 @@ fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
         let ctype = ct.ctype().to_ascii_lowercase();
         let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
         match (ctype.as_str(), sub.as_str()) {
-            ("multipart", "encrypted") | ("application", "pgp-encrypted") => {
-                encryption = Some(Encryption::PgpMime)
-            }
+            ("multipart", "encrypted") | ("application", "pgp-encrypted") => encryption = Some(Encryption::PgpMime),
             ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
-                let smime = ct
-                    .attribute("smime-type")
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                let smime = ct.attribute("smime-type").unwrap_or("").to_ascii_lowercase();
                 if smime.contains("signed") {
                     signed = true;
                 } else {
                     encryption = Some(Encryption::Smime);
                 }
             }
-            ("multipart", "signed")
-            | ("application", "pgp-signature" | "pkcs7-signature" | "x-pkcs7-signature") => {
+            ("multipart", "signed") | ("application", "pgp-signature" | "pkcs7-signature" | "x-pkcs7-signature") => {
                 signed = true
             }
             ("multipart", "report") if i == 0 => {
-                let kind = ct
-                    .attribute("report-type")
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                let kind = ct.attribute("report-type").unwrap_or("").to_ascii_lowercase();
                 report = Some(match kind.as_str() {
                     "delivery-status" | "global-delivery-status" => ReportKind::DeliveryStatus,
                     "disposition-notification" => ReportKind::Disposition,
@@ -316,12 +304,8 @@ fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
                     report = Some(ReportKind::DeliveryStatus);
                 }
             }
-            ("message", "feedback-report") if report.is_none() => {
-                report = Some(ReportKind::Feedback)
-            }
-            ("message", "disposition-notification") if report.is_none() => {
-                report = Some(ReportKind::Disposition)
-            }
+            ("message", "feedback-report") if report.is_none() => report = Some(ReportKind::Feedback),
+            ("message", "disposition-notification") if report.is_none() => report = Some(ReportKind::Disposition),
             _ => {}
         }
     }
@@ -395,10 +379,7 @@ fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
                 push_capped(&mut inb.text, t);
             }
         }
-        let inline = part.content_id().is_some()
-            && part
-                .content_disposition()
-                .is_none_or(|d| !d.is_attachment());
+        let inline = part.content_id().is_some() && part.content_disposition().is_none_or(|d| !d.is_attachment());
         inb.attachments.push(Attachment {
             name,
             content_type,
@@ -421,11 +402,7 @@ fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
 /// blank lines and a leading mbox `From ` separator line.
 fn skip_preamble(mut raw: &[u8]) -> &[u8] {
     loop {
-        let line_end = raw
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| p + 1)
-            .unwrap_or(raw.len());
+        let line_end = raw.iter().position(|&b| b == b'\n').map(|p| p + 1).unwrap_or(raw.len());
         let line = raw.get(..line_end).unwrap_or(raw);
         let blank = line.iter().all(|b| b.is_ascii_whitespace());
         if line_end < raw.len() && (blank || line.starts_with(b"From ")) {
@@ -450,8 +427,7 @@ fn nested_encryption(msg: &mail_parser::Message<'_>, depth: usize) -> Option<Enc
                     return Some(Encryption::PgpMime);
                 }
                 if t.eq_ignore_ascii_case("application")
-                    && (sub.eq_ignore_ascii_case("pkcs7-mime")
-                        || sub.eq_ignore_ascii_case("x-pkcs7-mime"))
+                    && (sub.eq_ignore_ascii_case("pkcs7-mime") || sub.eq_ignore_ascii_case("x-pkcs7-mime"))
                     && !ct
                         .attribute("smime-type")
                         .unwrap_or("")
@@ -477,8 +453,7 @@ fn looks_encrypted(name: Option<&str>, contents: &[u8]) -> bool {
     }
     let head = contents.get(..contents.len().min(512)).unwrap_or(contents);
     let needle = b"-----BEGIN PGP MESSAGE-----";
-    head.windows(needle.len()).any(|w| w == needle)
-        || head.starts_with(b"Content-Type: multipart/encrypted")
+    head.windows(needle.len()).any(|w| w == needle) || head.starts_with(b"Content-Type: multipart/encrypted")
 }
 
 /// A text/plain (or untyped) part that is a body, not an attachment.
@@ -486,18 +461,12 @@ fn is_plain(part: &mail_parser::MessagePart<'_>) -> bool {
     match part.content_type() {
         None => true,
         Some(ct) => {
-            ct.ctype().eq_ignore_ascii_case("text")
-                && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
+            ct.ctype().eq_ignore_ascii_case("text") && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
         }
     }
 }
 
-fn attachment_kind(
-    ctype: &str,
-    sub: &str,
-    name: Option<&str>,
-    body: &PartType<'_>,
-) -> AttachmentKind {
+fn attachment_kind(ctype: &str, sub: &str, name: Option<&str>, body: &PartType<'_>) -> AttachmentKind {
     let ext = name
         .and_then(|n| n.rsplit_once('.'))
         .map(|(_, e)| e.to_ascii_lowercase())
@@ -507,12 +476,9 @@ fn attachment_kind(
         ("video", _, _) => AttachmentKind::Video,
         (_, "pdf", _) | (_, _, "pdf") => AttachmentKind::Pdf,
         ("message", _, _) => AttachmentKind::Message,
-        (
-            _,
-            _,
-            "doc" | "docx" | "odt" | "rtf" | "xls" | "xlsx" | "ods" | "ppt" | "pptx" | "odp"
-            | "pages" | "key",
-        ) => AttachmentKind::Office,
+        (_, _, "doc" | "docx" | "odt" | "rtf" | "xls" | "xlsx" | "ods" | "ppt" | "pptx" | "odp" | "pages" | "key") => {
+            AttachmentKind::Office
+        }
         (_, s, _)
             if s.starts_with("msword")
                 || s.starts_with("vnd.openxmlformats")
@@ -522,9 +488,7 @@ fn attachment_kind(
         {
             AttachmentKind::Office
         }
-        (_, _, "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp" | "heic" | "tif" | "tiff") => {
-            AttachmentKind::Image
-        }
+        (_, _, "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp" | "heic" | "tif" | "tiff") => AttachmentKind::Image,
         (_, _, "mp4" | "mov" | "avi" | "mkv" | "webm" | "wmv") => AttachmentKind::Video,
         _ if matches!(body, PartType::Text(_)) => AttachmentKind::Text,
         _ => AttachmentKind::Other,
@@ -586,11 +550,7 @@ fn return_path(raw: Option<&str>) -> ReturnPath {
     let Some(raw) = raw else {
         return ReturnPath::Absent;
     };
-    let v = raw
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim();
+    let v = raw.trim().trim_start_matches('<').trim_end_matches('>').trim();
     if v.is_empty() {
         ReturnPath::Null
     } else {
@@ -612,9 +572,7 @@ fn read_auto_headers(msg: &mail_parser::Message<'_>, auto: &mut AutoHeaders) {
         let slot = match lname.as_str() {
             "x-secintake-loop" => &mut auto.secintake_loop,
             "auto-submitted" => &mut auto.auto_submitted,
-            "x-autoreply" | "x-autorespond" | "x-autoresponder" | "x-auto-reply" => {
-                &mut auto.x_autoreply
-            }
+            "x-autoreply" | "x-autorespond" | "x-autoresponder" | "x-auto-reply" => &mut auto.x_autoreply,
             "precedence" | "x-precedence" => &mut auto.precedence,
             "x-spam-flag" => &mut auto.x_spam_flag,
             "x-spam-status" => &mut auto.x_spam_status,
@@ -626,11 +584,7 @@ fn read_auto_headers(msg: &mail_parser::Message<'_>, auto: &mut AutoHeaders) {
             n if n.starts_with("list-")
                 || matches!(
                     n,
-                    "mailing-list"
-                        | "x-mailing-list"
-                        | "x-mlserver"
-                        | "x-ml-name"
-                        | "x-loop-detect"
+                    "mailing-list" | "x-mailing-list" | "x-mlserver" | "x-ml-name" | "x-loop-detect"
                 ) =>
             {
                 if auto.list_header.is_none() {

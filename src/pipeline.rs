@@ -114,27 +114,16 @@ impl Pipeline {
         Ok(results)
     }
 
-    fn process_one(
-        &self,
-        conn: &Connection,
-        item: &Item,
-        now: SystemTime,
-    ) -> Result<Outcome, StoreError> {
+    fn process_one(&self, conn: &Connection, item: &Item, now: SystemTime) -> Result<Outcome, StoreError> {
         let sha256 = hex::encode(Sha256::digest(&item.raw));
         let msg = parse::parse(&item.raw);
-        if let Some(of) =
-            store::find_duplicate(conn, &sha256, &item.source, msg.message_id.as_deref())?
-        {
+        if let Some(of) = store::find_duplicate(conn, &sha256, &item.source, msg.message_id.as_deref())? {
             return Ok(Outcome::Duplicate { of });
         }
         let verdict = self.classifier.classify(&msg, &StoreThreads(conn));
         let at = unix(now);
         let signals = serde_json::to_string(&verdict.signals).unwrap_or_else(|_| "[]".into());
-        let from_addr = msg
-            .from
-            .as_ref()
-            .map(|f| excerpt(&f.address, 200))
-            .unwrap_or_default();
+        let from_addr = msg.from.as_ref().map(|f| excerpt(&f.address, 200)).unwrap_or_default();
         let subject = excerpt(&msg.subject, 300);
         let message = store::insert_message(
             conn,
@@ -187,15 +176,9 @@ impl Pipeline {
                         project,
                         appeal: false,
                     };
-                    if let Some(out) = composer.forward(
-                        ReplyKind::Followup,
-                        &item.raw,
-                        &msg,
-                        &rec.verdict,
-                        &case,
-                        team,
-                        now,
-                    ) {
+                    if let Some(out) =
+                        composer.forward(ReplyKind::Followup, &item.raw, &msg, &rec.verdict, &case, team, now)
+                    {
                         self.enqueue(conn, &out, Some(&case_id), message, at)?;
                         rec.queued.push(out.kind);
                     }
@@ -208,11 +191,7 @@ impl Pipeline {
                 }
             }
             Kind::Report => {
-                let project = rec
-                    .verdict
-                    .project
-                    .as_deref()
-                    .and_then(|p| self.config.project(p));
+                let project = rec.verdict.project.as_deref().and_then(|p| self.config.project(p));
                 let appeal = rec.verdict.reason == Some(crate::classify::Reason::Appeal);
                 let year = time::OffsetDateTime::from_unix_timestamp(at)
                     .map(|d| d.year())
@@ -243,28 +222,12 @@ impl Pipeline {
                     project,
                     appeal,
                 };
-                self.auto_reply(
-                    conn,
-                    &composer,
-                    ReplyKind::Ack,
-                    &msg,
-                    &mut rec,
-                    Some(&case),
-                    at,
-                    now,
-                )?;
+                self.auto_reply(conn, &composer, ReplyKind::Ack, &msg, &mut rec, Some(&case), at, now)?;
                 let team = project
                     .map(|p| p.team.as_slice())
                     .unwrap_or(&self.config.triage.default_team);
-                if let Some(out) = composer.forward(
-                    ReplyKind::Forward,
-                    &item.raw,
-                    &msg,
-                    &rec.verdict,
-                    &case,
-                    team,
-                    now,
-                ) {
+                if let Some(out) = composer.forward(ReplyKind::Forward, &item.raw, &msg, &rec.verdict, &case, team, now)
+                {
                     self.enqueue(conn, &out, Some(&case_id), message, at)?;
                     rec.queued.push(out.kind);
                 }
@@ -291,14 +254,7 @@ impl Pipeline {
         let Some(out) = composer.auto_reply(kind, msg, &rec.verdict, case, now) else {
             rec.withheld.push((kind, "no usable reply address"));
             if let Some(c) = case {
-                cases::event(
-                    conn,
-                    c.id,
-                    at,
-                    "no_reply",
-                    "no usable reply address",
-                    Some(rec.message),
-                )?;
+                cases::event(conn, c.id, at, "no_reply", "no usable reply address", Some(rec.message))?;
             }
             return Ok(());
         };
@@ -311,17 +267,9 @@ impl Pipeline {
         let sent = outbox::auto_replies_since(conn, &rate_key, at - day)?;
         if sent >= self.config.triage.auto_replies_per_day {
             tracing::warn!(recipient = %rate_key, kind = kind.as_str(), "automatic reply withheld: daily limit reached");
-            rec.withheld
-                .push((kind, "daily automatic-reply limit reached"));
+            rec.withheld.push((kind, "daily automatic-reply limit reached"));
             if let Some(c) = case {
-                cases::event(
-                    conn,
-                    c.id,
-                    at,
-                    "rate_limited",
-                    kind.as_str(),
-                    Some(rec.message),
-                )?;
+                cases::event(conn, c.id, at, "rate_limited", kind.as_str(), Some(rec.message))?;
             }
             return Ok(());
         }
@@ -351,11 +299,7 @@ impl Pipeline {
         rate_key: &str,
     ) -> Result<i64, StoreError> {
         let recipients: Vec<String> = out.recipients.iter().map(|a| a.to_string()).collect();
-        let envelope_from = out
-            .envelope_from
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let envelope_from = out.envelope_from.as_ref().map(|a| a.to_string()).unwrap_or_default();
         outbox::enqueue(
             conn,
             &outbox::NewOutgoing {

@@ -19,9 +19,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use lettre::message::header::{
-    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
-};
+use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use serde::Serialize;
@@ -182,16 +180,9 @@ impl Templates {
         }
         for kind in ReplyKind::ALL.into_iter().filter(|k| !broken.contains(k)) {
             let ctx = Context::sample();
-            if let Err(e) = t
-                .env
-                .get_template(kind.as_str())
-                .and_then(|tpl| tpl.render(&ctx))
-            {
+            if let Err(e) = t.env.get_template(kind.as_str()).and_then(|tpl| tpl.render(&ctx)) {
                 errors.push(format!("template {}.txt: {}", kind.as_str(), describe(&e)));
-            } else if let Ok(out) = t
-                .env
-                .get_template(kind.as_str())
-                .and_then(|tpl| tpl.render(&ctx))
+            } else if let Ok(out) = t.env.get_template(kind.as_str()).and_then(|tpl| tpl.render(&ctx))
                 && split_subject(&out).is_none()
             {
                 errors.push(format!(
@@ -200,11 +191,7 @@ impl Templates {
                 ));
             }
         }
-        if errors.is_empty() {
-            Ok(t)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(t) } else { Err(errors) }
     }
 
     /// Renders `kind` to `(subject, body)`, falling back to the embedded template.
@@ -231,9 +218,7 @@ fn describe(e: &minijinja::Error) -> String {
 fn split_subject(rendered: &str) -> Option<(String, String)> {
     let rest = rendered.strip_prefix("Subject:")?;
     let (subject, body) = rest.split_once('\n')?;
-    let body = body
-        .strip_prefix('\n')
-        .or_else(|| body.strip_prefix("\r\n"))?;
+    let body = body.strip_prefix('\n').or_else(|| body.strip_prefix("\r\n"))?;
     Some((subject.trim().to_string(), body.to_string()))
 }
 
@@ -349,11 +334,7 @@ impl<'c> Composer<'c> {
             case_id: case.map(|c| c.id).unwrap_or(""),
             subject: {
                 let s = header_text(&msg.subject, 160);
-                if s.is_empty() {
-                    "(no subject)".into()
-                } else {
-                    s
-                }
+                if s.is_empty() { "(no subject)".into() } else { s }
             },
             reporter: msg
                 .from
@@ -371,9 +352,11 @@ impl<'c> Composer<'c> {
                 id: &p.id,
                 name: &p.name,
             }),
-            security_model_url: project
-                .and_then(|p| p.security_model_url.as_deref())
-                .or(self.config.triage.security_model_url.as_deref()),
+            security_model_url: project.and_then(|p| p.security_model_url.as_deref()).or(self
+                .config
+                .triage
+                .security_model_url
+                .as_deref()),
             security_address: self.config.security_address().to_string(),
             keywords: &verdict.keywords,
             attachments: msg
@@ -503,12 +486,7 @@ impl<'c> Composer<'c> {
         })
     }
 
-    fn base(
-        &self,
-        subject: &str,
-        message_id: &str,
-        now: SystemTime,
-    ) -> lettre::message::MessageBuilder {
+    fn base(&self, subject: &str, message_id: &str, now: SystemTime) -> lettre::message::MessageBuilder {
         Message::builder()
             .from(self.config.smtp.from.clone())
             .subject(header_text(subject, 200))
@@ -581,12 +559,7 @@ fn references(msg: &Inbound) -> Option<String> {
     if ids.is_empty() {
         return None;
     }
-    Some(
-        ids.iter()
-            .map(|i| format!("<{i}>"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    Some(ids.iter().map(|i| format!("<{i}>")).collect::<Vec<_>>().join(" "))
 }
 
 /// Whether `id` (without brackets) has the RFC 5322 `msg-id` shape and can go into a header
@@ -630,10 +603,7 @@ fn rfc3339(t: SystemTime) -> String {
         .unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 

@@ -138,10 +138,7 @@ impl RetryPolicy {
     /// Delay before attempt `attempts + 1`: base * 2^attempts, capped, with ±20% jitter.
     pub fn delay(&self, attempts: i64) -> Duration {
         let exp = attempts.clamp(0, 30) as u32;
-        let d = self
-            .base
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.max);
+        let d = self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.max);
         let jitter = 0.8 + fastrand::f64() * 0.4;
         d.mul_f64(jitter)
     }
@@ -170,11 +167,7 @@ pub struct DrainStats {
 }
 
 /// Sends everything due now, round after round, until nothing is due. Returns the totals.
-pub async fn drain(
-    store: &mut Store,
-    transport: &Transport,
-    policy: &RetryPolicy,
-) -> Result<DrainStats, StoreError> {
+pub async fn drain(store: &mut Store, transport: &Transport, policy: &RetryPolicy) -> Result<DrainStats, StoreError> {
     let mut stats = DrainStats::default();
     loop {
         let now = store::now();
@@ -194,9 +187,7 @@ pub async fn drain(
                     retried_all = false;
                     on_sent(&tx, row, now)?;
                 }
-                Delivery::Transient(err)
-                    if now - row.created_at < policy.max_age.as_secs() as i64 =>
-                {
+                Delivery::Transient(err) if now - row.created_at < policy.max_age.as_secs() as i64 => {
                     let next = now + policy.delay(row.attempts).as_secs().max(1) as i64;
                     tracing::warn!(outbox = row.id, kind = %row.kind, error = %err, "delivery deferred");
                     outbox::mark_retry(&tx, row.id, next, &err)?;
@@ -208,8 +199,7 @@ pub async fn drain(
                     stats.failed += 1;
                     retried_all = false;
                     if let Some(case) = &row.case_id {
-                        let detail =
-                            format!("{} to {}: {err}", row.kind, row.recipients.join(", "));
+                        let detail = format!("{} to {}: {err}", row.kind, row.recipients.join(", "));
                         cases::event(&tx, case, now, "delivery_failed", &detail, None)?;
                     }
                 }
@@ -242,10 +232,7 @@ fn on_sent(conn: &rusqlite::Connection, row: &outbox::Due, now: i64) -> Result<(
 async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery> {
     match transport {
         Transport::File(dir) => due.iter().map(|row| write_file(dir, row)).collect(),
-        Transport::Smtp {
-            transport,
-            parallel,
-        } => {
+        Transport::Smtp { transport, parallel } => {
             // Collect the futures first: a lazy `map` closure inside a spawned task trips
             // the compiler's higher-ranked lifetime check.
             let futures: Vec<_> = due.iter().map(|row| deliver_smtp(transport, row)).collect();
@@ -269,10 +256,7 @@ fn write_file(dir: &std::path::Path, row: &outbox::Due) -> Delivery {
     }
 }
 
-async fn deliver_smtp(
-    transport: &AsyncSmtpTransport<Tokio1Executor>,
-    row: &outbox::Due,
-) -> Delivery {
+async fn deliver_smtp(transport: &AsyncSmtpTransport<Tokio1Executor>, row: &outbox::Due) -> Delivery {
     let from = if row.envelope_from.is_empty() {
         None
     } else {
@@ -281,11 +265,7 @@ async fn deliver_smtp(
             Err(e) => return Delivery::Permanent(format!("bad envelope sender: {e}")),
         }
     };
-    let to: Result<Vec<Address>, _> = row
-        .recipients
-        .iter()
-        .map(|r| r.parse::<Address>())
-        .collect();
+    let to: Result<Vec<Address>, _> = row.recipients.iter().map(|r| r.parse::<Address>()).collect();
     let to = match to {
         Ok(t) if !t.is_empty() => t,
         Ok(_) => return Delivery::Permanent("no recipients".into()),

@@ -90,8 +90,7 @@ fn every_example_config_parses() {
 #[test]
 fn the_base_config_of_these_tests_is_valid() {
     // Every error test below changes this one; it must be valid to begin with.
-    let c = Config::parse(&text(BASE), Path::new("/etc/secintake/secintake.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = Config::parse(&text(BASE), Path::new("/etc/secintake/secintake.toml")).unwrap_or_else(|e| panic!("{e}"));
     match &c.mailbox {
         Mailbox::Maildir { path } => assert_eq!(path, Path::new("/etc/secintake/Maildir")),
         other => panic!("{other:?}"),
@@ -162,21 +161,12 @@ fn several_problems_are_reported_at_once_with_key_and_line() {
     );
 
     let team = error_for(&errors, "project[1].team[0]");
-    assert_eq!(
-        team.line,
-        Some(line_no(&lines, "team = [\"httpd security team\"]"))
-    );
+    assert_eq!(team.line, Some(line_no(&lines, "team = [\"httpd security team\"]")));
     let team = error_for(&errors, "project[2].team[1]");
-    assert_eq!(
-        team.line,
-        Some(line_no(&lines, "    \"kafka@@example.org\","))
-    );
+    assert_eq!(team.line, Some(line_no(&lines, "    \"kafka@@example.org\",")));
 
     // SMTP without TLS to a loopback address is allowed: no error for it.
-    assert!(
-        errors.errors.iter().all(|e| e.key != "smtp.tls"),
-        "{errors}"
-    );
+    assert!(errors.errors.iter().all(|e| e.key != "smtp.tls"), "{errors}");
     // In file order, and never echoing the password.
     let known: Vec<usize> = errors.errors.iter().filter_map(|e| e.line).collect();
     assert!(known.windows(2).all(|w| w.first() <= w.get(1)), "{errors}");
@@ -203,11 +193,7 @@ fn an_unknown_key_is_named_with_its_line() {
         .iter()
         .find(|e| e.key.contains("colour") || e.message.contains("colour"))
         .unwrap_or_else(|| panic!("the unknown key is not named:\n{errors}"));
-    assert_eq!(
-        e.line,
-        Some(line_no(&lines, "colour = \"blue\"")),
-        "{errors}"
-    );
+    assert_eq!(e.line, Some(line_no(&lines, "colour = \"blue\"")), "{errors}");
 }
 
 #[test]
@@ -231,10 +217,7 @@ fn an_unknown_key_does_not_hide_the_other_problems() {
         "the unknown key is not named:\n{errors}"
     );
     let team = error_for(&errors, "project[0].team[0]");
-    assert_eq!(
-        team.line,
-        Some(line_no(&lines, "team = [\"tomcat security\"]"))
-    );
+    assert_eq!(team.line, Some(line_no(&lines, "team = [\"tomcat security\"]")));
 }
 
 #[test]
@@ -314,8 +297,7 @@ fn debug_output_never_contains_secrets() {
         "[triage]",
         "default_team = [\"security@example.org\"]",
     ];
-    let config = Config::parse(&text(&lines), &dir.path().join("secintake.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(&text(&lines), &dir.path().join("secintake.toml")).unwrap_or_else(|e| panic!("{e}"));
     // The config really points at the secret, so not finding it below means something.
     let Mailbox::Imap(imap) = &config.mailbox else {
         panic!("imap mailbox expected")
@@ -349,17 +331,13 @@ fn debug_output_never_contains_secrets() {
         "[triage]",
         "default_team = [\"security@example.org\"]",
     ];
-    let config = Config::parse(&text(&lines), &dir.path().join("secintake.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(&text(&lines), &dir.path().join("secintake.toml")).unwrap_or_else(|e| panic!("{e}"));
     let Mailbox::Imap(imap) = &config.mailbox else {
         panic!("imap mailbox expected")
     };
     assert_eq!(imap.secret.load().unwrap().as_deref(), Some(SECRET));
     for shown in [format!("{config:?}"), format!("{config:#?}")] {
-        assert!(
-            !shown.contains(SECRET),
-            "Debug shows the token command:\n{shown}"
-        );
+        assert!(!shown.contains(SECRET), "Debug shows the token command:\n{shown}");
     }
 
     // A password written into the file is refused without being repeated.
@@ -384,10 +362,7 @@ fn debug_output_never_contains_secrets() {
     let errors = parse_err(&lines);
     error_for(&errors, "smtp.password");
     for shown in [format!("{errors}"), format!("{errors:?}")] {
-        assert!(
-            !shown.contains(SECRET),
-            "the error repeats the password:\n{shown}"
-        );
+        assert!(!shown.contains(SECRET), "the error repeats the password:\n{shown}");
     }
 }
 
@@ -402,15 +377,9 @@ fn a_password_in_the_file_is_refused_whatever_the_transport() {
     lines.insert(mailbox_at, "password = \"left-over-imap-password\"");
     let errors = parse_err(&lines);
     let e = error_for(&errors, "smtp.password");
-    assert_eq!(
-        e.line,
-        Some(line_no(&lines, "password = \"left-over-smtp-password\""))
-    );
+    assert_eq!(e.line, Some(line_no(&lines, "password = \"left-over-smtp-password\"")));
     let e = error_for(&errors, "mailbox.password");
-    assert_eq!(
-        e.line,
-        Some(line_no(&lines, "password = \"left-over-imap-password\""))
-    );
+    assert_eq!(e.line, Some(line_no(&lines, "password = \"left-over-imap-password\"")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,10 +417,7 @@ fn broken_template_overrides_are_reported_with_file_and_line() {
     };
     let e = named(&ack, "syntax error");
     assert!(e.contains("line 3"), "syntax error on line 3: {e}");
-    assert!(
-        e.contains(&ack.display().to_string()),
-        "the error names the file: {e}"
-    );
+    assert!(e.contains(&ack.display().to_string()), "the error names the file: {e}");
     let e = named(&forward, "missing Subject line");
     assert!(e.contains("Subject"), "{e}");
     let e = named(&question, "undefined variable");
@@ -483,8 +449,7 @@ fn a_valid_template_override_is_used_in_replies() {
     std::fs::write(&config_path, text(&lines)).unwrap();
     let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.templates_dir.as_deref(), Some(tpl.as_path()));
-    let templates =
-        Templates::load(config.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e:?}"));
+    let templates = Templates::load(config.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e:?}"));
     let mut store = Store::open(&config.database).unwrap();
     let pipeline = Pipeline::new(config, templates);
     let raw = common::report_mail(
@@ -501,18 +466,13 @@ fn a_valid_template_override_is_used_in_replies() {
     let body = |kind: &str| -> String {
         let bytes: Vec<u8> = store
             .conn()
-            .query_row("SELECT body FROM outbox WHERE kind = ?1", [kind], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT body FROM outbox WHERE kind = ?1", [kind], |r| r.get(0))
             .unwrap_or_else(|e| panic!("no {kind}: {e}"));
         String::from_utf8_lossy(&bytes).into_owned()
     };
     let ack = body("ack");
     assert!(ack.contains("OVERRIDE-7f3a"), "{ack}");
-    assert!(
-        ack.contains(&format!("Subject: Custom ack for {case}")),
-        "{ack}"
-    );
+    assert!(ack.contains(&format!("Subject: Custom ack for {case}")), "{ack}");
     // Kinds without an override keep the embedded text.
     let forward = body("forward");
     assert!(!forward.contains("OVERRIDE-7f3a"));

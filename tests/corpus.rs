@@ -32,18 +32,12 @@ const NOT_MAIL: &[&str] = &[
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             files(&p, out);
-        } else if !NOT_MAIL
-            .iter()
-            .any(|n| p.file_name().is_some_and(|f| f == *n))
-        {
+        } else if !NOT_MAIL.iter().any(|n| p.file_name().is_some_and(|f| f == *n)) {
             out.push(p);
         }
     }
@@ -66,19 +60,10 @@ fn corpus_sweep() {
         return;
     };
     let root = PathBuf::from(root);
-    assert!(
-        root.is_dir(),
-        "SECINTAKE_CORPORA={} is not a folder",
-        root.display()
-    );
+    assert!(root.is_dir(), "SECINTAKE_CORPORA={} is not a folder", root.display());
     let mut all = Vec::new();
     files(&root, &mut all);
-    assert!(
-        all.len() > 1000,
-        "only {} files under {}",
-        all.len(),
-        root.display()
-    );
+    assert!(all.len() > 1000, "only {} files under {}", all.len(), root.display());
 
     let pipeline = Pipeline::new(common::demo_config(), Templates::embedded());
     let mut tally = Tally::default();
@@ -88,23 +73,15 @@ fn corpus_sweep() {
         let items: Vec<(PathBuf, Item)> = chunk
             .iter()
             .flat_map(|p| {
-                LocalSource::new(std::slice::from_ref(p))
-                    .map(move |r| (p.clone(), r.expect("corpus file readable")))
+                LocalSource::new(std::slice::from_ref(p)).map(move |r| (p.clone(), r.expect("corpus file readable")))
             })
             .collect();
         let batch: Vec<Item> = items.iter().map(|(_, i)| i.clone()).collect();
-        let results = pipeline
-            .process_batch(&mut store, &batch)
-            .expect("batch commits");
+        let results = pipeline.process_batch(&mut store, &batch).expect("batch commits");
         for ((path, item), result) in items.iter().zip(results) {
             tally.messages += 1;
-            let rel = path
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let outcome =
-                result.unwrap_or_else(|e| panic!("{}: not recorded: {e}", item.source_ref));
+            let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            let outcome = result.unwrap_or_else(|e| panic!("{}: not recorded: {e}", item.source_ref));
             let Outcome::Recorded(rec) = outcome else {
                 *tally.per_verdict.entry("duplicate".into()).or_default() += 1;
                 continue;
@@ -113,9 +90,7 @@ fn corpus_sweep() {
             let word = format!(
                 "{}{}",
                 v.verdict.as_str(),
-                v.reason
-                    .map(|r| format!("/{}", r.as_str()))
-                    .unwrap_or_default()
+                v.reason.map(|r| format!("/{}", r.as_str())).unwrap_or_default()
             );
             *tally.per_verdict.entry(word.clone()).or_default() += 1;
             check_label(
@@ -128,11 +103,7 @@ fn corpus_sweep() {
             );
         }
     }
-    println!(
-        "corpus sweep: {} messages from {} files",
-        tally.messages,
-        all.len()
-    );
+    println!("corpus sweep: {} messages from {} files", tally.messages, all.len());
     for (k, n) in &tally.per_verdict {
         println!("  {n:6}  {k}");
     }
@@ -153,11 +124,7 @@ fn check_label(
     word: &str,
     violations: &mut Vec<String>,
 ) {
-    let name = Path::new(rel)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let name = Path::new(rel).file_name().unwrap().to_string_lossy().into_owned();
     if rel.starts_with("bounces-") {
         // Not bounces by their own labels: sisimai's maildir/not/, Cws's unknown_*; and not mail
         // at all: sisimai's mailbox/size-N (0-2 byte files), cfortune's unsubscribe.txt (a log).
@@ -184,9 +151,7 @@ fn check_label(
         .any(|p| name.starts_with(p))
             && !name.contains("encrypted");
         if signed_only && reason == Some(Reason::Encrypted) {
-            violations.push(format!(
-                "{source_ref}: signed (not encrypted) mail called encrypted"
-            ));
+            violations.push(format!("{source_ref}: signed (not encrypted) mail called encrypted"));
         }
     }
 }

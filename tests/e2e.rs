@@ -30,20 +30,12 @@ fn report_is_acknowledged_forwarded_recorded_and_marked_done() {
     let acks = s.wait_inbox(&t.reporter, 1, BOUND);
     assert_eq!(acks.len(), 1, "one acknowledgement");
     let ack = &acks[0];
-    let case: String = t
-        .db()
-        .query_row("SELECT id FROM cases", [], |r| r.get(0))
-        .unwrap();
+    let case: String = t.db().query_row("SELECT id FROM cases", [], |r| r.get(0)).unwrap();
     assert!(
-        header(ack, "Subject")
-            .unwrap()
-            .contains(&format!("[{case}]")),
+        header(ack, "Subject").unwrap().contains(&format!("[{case}]")),
         "ack subject carries the tag"
     );
-    assert_eq!(
-        header(ack, "Auto-Submitted").as_deref(),
-        Some("auto-replied")
-    );
+    assert_eq!(header(ack, "Auto-Submitted").as_deref(), Some("auto-replied"));
     assert_eq!(
         header(ack, "In-Reply-To").as_deref(),
         Some("<report-report-1@example.com>")
@@ -59,15 +51,8 @@ fn report_is_acknowledged_forwarded_recorded_and_marked_done() {
 
     let fwd = s.wait_inbox(&t.team, 1, BOUND);
     assert_eq!(fwd.len(), 1, "one forward to the Tomcat team");
-    assert!(
-        header(&fwd[0], "Subject")
-            .unwrap()
-            .contains(&format!("[{case}]"))
-    );
-    assert!(
-        contains(&fwd[0], "Content-Type: message/rfc822"),
-        "original attached"
-    );
+    assert!(header(&fwd[0], "Subject").unwrap().contains(&format!("[{case}]")));
+    assert!(contains(&fwd[0], "Content-Type: message/rfc822"), "original attached");
     assert!(
         contains(&fwd[0], "Message-ID: <report-report-1@example.com>"),
         "the attachment is the original"
@@ -77,10 +62,7 @@ fn report_is_acknowledged_forwarded_recorded_and_marked_done() {
         reply_to.contains(&t.reporter) && reply_to.contains(&t.security),
         "Reply-To: {reply_to}"
     );
-    assert!(
-        s.inbox(&t.triage).is_empty(),
-        "routed to the project, not triage"
-    );
+    assert!(s.inbox(&t.triage).is_empty(), "routed to the project, not triage");
 
     assert_eq!(
         t.count("SELECT COUNT(*) FROM cases WHERE project = 'tomcat' AND state = 'forwarded'"),
@@ -109,16 +91,9 @@ fn html_only_mail_gets_the_format_reply_and_no_case() {
     assert!(ok, "{out}");
     let replies = s.wait_inbox(&t.reporter, 1, BOUND);
     assert_eq!(replies.len(), 1);
-    assert!(
-        header(&replies[0], "Subject")
-            .unwrap()
-            .contains("plain text")
-    );
+    assert!(header(&replies[0], "Subject").unwrap().contains("plain text"));
     assert_eq!(t.count("SELECT COUNT(*) FROM cases"), 0);
-    assert_eq!(
-        t.count("SELECT COUNT(*) FROM messages WHERE reason = 'html_only'"),
-        1
-    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM messages WHERE reason = 'html_only'"), 1);
     assert!(s.inbox(&t.team).is_empty() && s.inbox(&t.triage).is_empty());
 }
 
@@ -140,16 +115,10 @@ fn bounces_and_auto_replies_get_nothing() {
     assert_eq!(s.wait_inbox(&t.security, 2, BOUND).len(), 2);
     let (ok, out) = t.cli(&["once"]);
     assert!(ok, "{out}");
-    assert_eq!(
-        t.count("SELECT COUNT(*) FROM messages WHERE verdict = 'ignore'"),
-        2
-    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM messages WHERE verdict = 'ignore'"), 2);
     assert_eq!(t.count("SELECT COUNT(*) FROM outbox"), 0, "nothing queued");
     std::thread::sleep(Duration::from_secs(1));
-    assert!(
-        s.inbox(&t.reporter).is_empty(),
-        "nothing sent to the sender"
-    );
+    assert!(s.inbox(&t.reporter).is_empty(), "nothing sent to the sender");
     assert!(s.inbox(&t.team).is_empty() && s.inbox(&t.triage).is_empty());
 }
 
@@ -160,10 +129,7 @@ fn reply_with_case_tag_joins_the_case_and_reaches_the_team() {
     s.submit(Some(&t.reporter), &t.security, &t.report(1));
     s.wait_inbox(&t.security, 1, BOUND);
     assert!(t.cli(&["once"]).0);
-    let case: String = t
-        .db()
-        .query_row("SELECT id FROM cases", [], |r| r.get(0))
-        .unwrap();
+    let case: String = t.db().query_row("SELECT id FROM cases", [], |r| r.get(0)).unwrap();
     s.wait_inbox(&t.team, 1, BOUND);
 
     let reply = format!(
@@ -179,9 +145,8 @@ fn reply_with_case_tag_joins_the_case_and_reaches_the_team() {
     let team = s.wait_inbox(&t.team, 2, BOUND);
     assert_eq!(team.len(), 2, "the follow-up was forwarded to the team");
     assert!(
-        team.iter().any(
-            |m| contains(m, "Follow-up") && contains(m, "Message-ID: <followup-1@example.com>")
-        )
+        team.iter()
+            .any(|m| contains(m, "Follow-up") && contains(m, "Message-ID: <followup-1@example.com>"))
     );
     assert_eq!(s.inbox(&t.reporter).len(), 1, "no second acknowledgement");
     assert_eq!(t.count("SELECT COUNT(*) FROM cases"), 1);
@@ -217,10 +182,7 @@ fn a_second_pass_processes_nothing_twice() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(s.inbox(&t.reporter).len(), 3, "no second acknowledgements");
     assert_eq!(t.count("SELECT COUNT(*) FROM cases"), 3);
-    assert!(
-        s.inbox(&t.security).is_empty(),
-        "moved out of INBOX after commit"
-    );
+    assert!(s.inbox(&t.security).is_empty(), "moved out of INBOX after commit");
     assert_eq!(s.messages_in(&t.security, "Processed").len(), 6);
 }
 
@@ -229,24 +191,23 @@ fn idle_delivers_without_waiting_for_a_poll() {
     // poll_interval is 10 minutes in the test config: only IDLE can answer within the bound.
     let t = Setup::new("idle", "", "");
     let s = servers();
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_secintake"))
-        .arg("--config")
-        .arg(&t.config)
-        .arg("run")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_secintake"))
+            .arg("--config")
+            .arg(&t.config)
+            .arg("run")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Give it time to connect and enter IDLE with an empty INBOX.
     std::thread::sleep(Duration::from_secs(2));
     s.submit(Some(&t.reporter), &t.security, &t.report(1));
     let acks = s.wait_inbox(&t.reporter, 1, BOUND);
-    let _ = nix_term(&daemon);
-    let status = daemon.wait().unwrap();
+    let _ = nix_term(&daemon.0);
+    let status = daemon.0.wait().unwrap();
     assert_eq!(acks.len(), 1, "acknowledged while idling");
-    assert!(
-        status.success(),
-        "daemon stopped cleanly on SIGTERM: {status:?}"
-    );
+    assert!(status.success(), "daemon stopped cleanly on SIGTERM: {status:?}");
 }
 
 #[test]
@@ -281,9 +242,7 @@ fn tls_and_auth_work_both_ways() {
     let (ok, out) = t.cli(&["check-config"]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("imap: logged in")
-            && out.contains("IDLE yes")
-            && out.contains("authenticated"),
+        out.contains("imap: logged in") && out.contains("IDLE yes") && out.contains("authenticated"),
         "{out}"
     );
 
@@ -298,18 +257,24 @@ fn tls_and_auth_work_both_ways() {
 #[test]
 fn plaintext_to_a_remote_host_is_refused() {
     let t = Setup::new("refuse", "", "");
-    let text = std::fs::read_to_string(&t.config).unwrap().replacen(
-        "host = \"127.0.0.1\"",
-        "host = \"imap.example.org\"",
-        1,
-    );
+    let text =
+        std::fs::read_to_string(&t.config)
+            .unwrap()
+            .replacen("host = \"127.0.0.1\"", "host = \"imap.example.org\"", 1);
     std::fs::write(&t.config, text).unwrap();
     let (ok, out) = t.cli(&["check-config", "--offline"]);
     assert!(!ok);
-    assert!(
-        out.contains("mailbox.tls") && out.contains("loopback"),
-        "{out}"
-    );
+    assert!(out.contains("mailbox.tls") && out.contains("loopback"), "{out}");
+}
+
+/// Kills the daemon if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Sends SIGTERM to a child.

@@ -15,8 +15,20 @@ use common::servers::{Setup, contains, servers};
 const BOUND: Duration = Duration::from_secs(60);
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn daemon(t: &Setup) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_secintake"))
+/// The daemon under test; killed if a failing test unwinds past it.
+struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn daemon(t: &Setup) -> Daemon {
+    let child = Command::new(env!("CARGO_BIN_EXE_secintake"))
         .arg("--config")
         .arg(&t.config)
         .arg("run")
@@ -24,10 +36,12 @@ fn daemon(t: &Setup) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(t.dir.path().join("daemon.log")).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Daemon(Some(child))
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(d: &Daemon, sig: &str) {
+    let child = d.0.as_ref().expect("daemon running");
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(child.id().to_string())
@@ -36,9 +50,9 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-fn stop(mut child: Child) {
-    signal(&child, "TERM");
-    let status = child.wait().unwrap();
+fn stop(mut d: Daemon) {
+    signal(&d, "TERM");
+    let status = d.0.take().expect("daemon running").wait().unwrap();
     assert!(status.success(), "daemon exit: {status:?}");
 }
 
@@ -79,11 +93,7 @@ fn imap_outage_mid_run_loses_and_duplicates_nothing() {
     stop(d);
     let log = std::fs::read_to_string(t.dir.path().join("daemon.log")).unwrap();
     assert!(all, "backlog finished after the outage; log:\n{log}");
-    assert_eq!(
-        t.count("SELECT COUNT(*) FROM cases"),
-        80,
-        "one case per report"
-    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM cases"), 80, "one case per report");
     assert_eq!(
         t.count("SELECT COUNT(*) FROM messages"),
         80,
@@ -91,10 +101,7 @@ fn imap_outage_mid_run_loses_and_duplicates_nothing() {
     );
     let acks = s.inbox(&t.reporter);
     assert_eq!(acks.len(), 80, "each reporter acknowledged exactly once");
-    assert!(
-        log.contains("reconnecting"),
-        "the outage was noticed and logged"
-    );
+    assert!(log.contains("reconnecting"), "the outage was noticed and logged");
     assert_eq!(
         log.matches("IMAP session ended").count(),
         1,
@@ -113,15 +120,15 @@ fn smtp_outage_keeps_mail_until_delivered_exactly_once() {
     s.control("stop-smtp");
     let (ok, out) = t.cli(&["once"]);
     s.control("start-smtp");
-    assert!(
-        !ok,
-        "a pass that could not deliver says so in its exit code: {out}"
-    );
+    assert!(!ok, "a pass that could not deliver says so in its exit code: {out}");
     assert!(
         out.contains("3 recorded") && out.contains("0 sent, 6 deferred"),
         "{out}"
     );
-    assert_eq!(t.count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND attempts = 1 AND last_error != ''"), 6);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND attempts = 1 AND last_error != ''"),
+        6
+    );
 
     // Retries are due after retry_base (1 s in the test config).
     std::thread::sleep(Duration::from_millis(2500));
@@ -176,11 +183,7 @@ fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
 
     // A broken config: the daemon must say so and keep running on the old one.
     let good = std::fs::read_to_string(&t.config).unwrap();
-    std::fs::write(
-        &t.config,
-        good.replace("[triage]", "[triage]\nbogus_key = 1"),
-    )
-    .unwrap();
+    std::fs::write(&t.config, good.replace("[triage]", "[triage]\nbogus_key = 1")).unwrap();
     signal(&d, "HUP");
     std::thread::sleep(Duration::from_secs(1));
     s.submit(Some(&t.reporter), &t.security, &t.report(1));
@@ -191,26 +194,16 @@ fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
     );
 
     // A good new config (another case prefix) is picked up.
-    std::fs::write(
-        &t.config,
-        good.replace("[triage]", "[triage]\ncase_prefix = \"RLD\""),
-    )
-    .unwrap();
+    std::fs::write(&t.config, good.replace("[triage]", "[triage]\ncase_prefix = \"RLD\"")).unwrap();
     signal(&d, "HUP");
     std::thread::sleep(Duration::from_secs(2));
     s.submit(Some(&t.reporter), &t.security, &t.report(2));
     let acks = s.wait_inbox(&t.reporter, 2, BOUND);
     stop(d);
     let log = std::fs::read_to_string(t.dir.path().join("daemon.log")).unwrap();
-    assert!(
-        log.contains("reload refused") && log.contains("bogus_key"),
-        "{log}"
-    );
+    assert!(log.contains("reload refused") && log.contains("bogus_key"), "{log}");
     assert!(log.contains("configuration reloaded"), "{log}");
     assert_eq!(acks.len(), 2);
-    assert!(
-        acks.iter().any(|a| contains(a, "[RLD-")),
-        "the new prefix is in use"
-    );
+    assert!(acks.iter().any(|a| contains(a, "[RLD-")), "the new prefix is in use");
     assert!(!log.contains(&s.password), "no secret in the log");
 }

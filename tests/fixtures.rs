@@ -142,10 +142,9 @@ fn fixtures_match_their_expected_outcomes() {
         let name = eml.file_stem().unwrap().to_string_lossy().into_owned();
         let dir = eml.parent().unwrap();
         let expected_path = dir.join(format!("{name}.expected.toml"));
-        let text = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
-        let exp: Expected =
-            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+        let text =
+            std::fs::read_to_string(&expected_path).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+        let exp: Expected = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
         let max = exp.given.max_size.unwrap_or(config.triage.max_message_size);
         let pipeline = pipelines.entry(max).or_insert_with(|| {
             let mut c = config.clone();
@@ -172,13 +171,8 @@ fn fixtures_match_their_expected_outcomes() {
         let actual_path = dir.join(format!("{name}.actual"));
         match mismatch {
             Some((ending, got)) => {
-                let _ = std::fs::write(
-                    &actual_path,
-                    format!("# line endings: {ending}\n{got:#?}\n"),
-                );
-                failures.push(format!(
-                    "{name} ({ending}): want {want:?}\n      got  {got:?}"
-                ));
+                let _ = std::fs::write(&actual_path, format!("# line endings: {ending}\n{got:#?}\n"));
+                failures.push(format!("{name} ({ending}): want {want:?}\n      got  {got:?}"));
             }
             None => {
                 let _ = std::fs::remove_file(&actual_path);

@@ -82,9 +82,7 @@ fn pipeline() -> Pipeline {
 fn outbox(store: &Store, message: i64) -> Vec<OutRow> {
     let mut stmt = store
         .conn()
-        .prepare(
-            "SELECT kind, auto_reply, recipients, body FROM outbox WHERE message = ?1 ORDER BY id",
-        )
+        .prepare("SELECT kind, auto_reply, recipients, body FROM outbox WHERE message = ?1 ORDER BY id")
         .unwrap();
     stmt.query_map([message], |r| {
         let recipients: String = r.get(2)?;
@@ -166,11 +164,7 @@ fn each<T>(cases: impl IntoIterator<Item = (String, T)>, mut check: impl FnMut(&
         "{} of {total} case(s) failed; the first {}:\n{}",
         failures.len(),
         shown.len(),
-        shown
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
     );
 }
 
@@ -223,8 +217,7 @@ fn crlf_lines(head: &[u8]) -> Vec<&[u8]> {
 
 /// The unfolded header fields of an outgoing message, checking the raw header block on the way.
 fn headers(label: &str, body: &[u8]) -> Vec<(String, String)> {
-    let end = find(body, b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{label}: no CRLF CRLF between header and body"));
+    let end = find(body, b"\r\n\r\n").unwrap_or_else(|| panic!("{label}: no CRLF CRLF between header and body"));
     let head = body.get(..end).unwrap_or_default();
     assert!(!head.contains(&0), "{label}: NUL in the header block");
     if let Some(b) = head.iter().find(|b| !b.is_ascii()) {
@@ -241,11 +234,7 @@ fn headers(label: &str, body: &[u8]) -> Vec<(String, String)> {
             "{label}: bare CR or LF in header line {n}: {:?}",
             String::from_utf8_lossy(line)
         );
-        assert!(
-            line.len() <= 998,
-            "{label}: header line {n} is {} bytes",
-            line.len()
-        );
+        assert!(line.len() <= 998, "{label}: header line {n} is {} bytes", line.len());
         let line = String::from_utf8_lossy(line).into_owned();
         if line.starts_with([' ', '\t']) {
             let last = fields
@@ -319,10 +308,7 @@ fn check_outgoing(label: &str, row: &OutRow) {
     );
     if let Some(v) = header(&fields, "Reply-To") {
         for a in addresses(v) {
-            assert!(
-                plausible_address(&a),
-                "{label}: Reply-To holds garbage {a:?}"
-            );
+            assert!(plausible_address(&a), "{label}: Reply-To holds garbage {a:?}");
         }
     }
     for name in ["In-Reply-To", "References", "Message-ID"] {
@@ -372,11 +358,9 @@ fn addresses(value: &str) -> Vec<String> {
         .map(|entry| {
             let entry = entry.trim();
             match (entry.rfind('<'), entry.rfind('>')) {
-                (Some(open), Some(close)) if open < close => entry
-                    .get(open + 1..close)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
+                (Some(open), Some(close)) if open < close => {
+                    entry.get(open + 1..close).unwrap_or_default().trim().to_string()
+                }
                 _ => entry.to_string(),
             }
         })
@@ -394,10 +378,7 @@ fn plausible_address(a: &str) -> bool {
         let Some(domain) = after.strip_prefix('@') else {
             return false;
         };
-        if !inner
-            .bytes()
-            .all(|b| (0x20..=0x7e).contains(&b) && b != b'\\')
-        {
+        if !inner.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'\\') {
             return false;
         }
         (format!("\"{inner}\""), domain)
@@ -433,9 +414,7 @@ fn plausible_address(a: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -456,10 +435,7 @@ fn plausible_msg_id(id: &str) -> bool {
     let literal = right
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
-        .is_some_and(|d| {
-            d.bytes()
-                .all(|b| (33..=126).contains(&b) && !b"[]\\".contains(&b))
-        });
+        .is_some_and(|d| d.bytes().all(|b| (33..=126).contains(&b) && !b"[]\\".contains(&b)));
     dot_atom(left) && (dot_atom(right) || literal)
 }
 
@@ -631,24 +607,14 @@ fn truncated_mime_is_recorded() {
     let head = "From: Ann <ann@example.com>\r\nTo: security@example.org\r\n\
                 Subject: Tomcat connector crash\r\nMessage-ID: <trunc@example.com>\r\n\
                 MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n";
-    let text_part =
-        format!("--XYZ\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{REPORT_BODY}\r\n");
+    let text_part = format!("--XYZ\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{REPORT_BODY}\r\n");
     let cut_in_attachment = format!(
         "{head}{text_part}--XYZ\r\nContent-Type: application/octet-stream; name=\"poc.bin\"\r\n\
          Content-Transfer-Encoding: base64\r\n\r\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldY\r\nQUJDRE"
     );
-    let run1 = run(
-        &p,
-        "cut inside a base64 attachment",
-        cut_in_attachment.as_bytes(),
-    );
+    let run1 = run(&p, "cut inside a base64 attachment", cut_in_attachment.as_bytes());
     // The complete text part before the cut is still read.
-    assert_eq!(
-        run1.rec.verdict.verdict,
-        Kind::Report,
-        "{:?}",
-        run1.rec.verdict
-    );
+    assert_eq!(run1.rec.verdict.verdict, Kind::Report, "{:?}", run1.rec.verdict);
     let others = [
         (
             "cut in part headers",
@@ -656,17 +622,14 @@ fn truncated_mime_is_recorded() {
         ),
         (
             "cut in the first part",
-            format!(
-                "{head}--XYZ\r\nContent-Type: text/plain\r\n\r\nTomcat crash: an unauthenticated att"
-            ),
+            format!("{head}--XYZ\r\nContent-Type: text/plain\r\n\r\nTomcat crash: an unauthenticated att"),
         ),
         ("boundary declared, never used", format!("{head}{REPORT_BODY}")),
         ("cut right after the first boundary", format!("{head}--XYZ")),
         ("nothing after the header block", head.to_string()),
         (
             "cut inside the header block",
-            "From: Ann <ann@example.com>\r\nSubject: Tomcat\r\nContent-Type: multipart/mixed; bound"
-                .to_string(),
+            "From: Ann <ann@example.com>\r\nSubject: Tomcat\r\nContent-Type: multipart/mixed; bound".to_string(),
         ),
         (
             "cut mid-quoted-printable",
@@ -683,8 +646,7 @@ fn truncated_mime_is_recorded() {
 #[test]
 fn ten_thousand_parts_are_recorded() {
     let p = pipeline();
-    let mut body =
-        format!("--P\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{REPORT_BODY}\r\n");
+    let mut body = format!("--P\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{REPORT_BODY}\r\n");
     for i in 1..10_000 {
         body.push_str(&format!(
             "--P\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"part{i}.txt\"\r\n\r\npart {i}\r\n"
@@ -758,23 +720,13 @@ fn subject_encoded_words_cannot_inject_headers() {
     each(cases, |label, (s, body)| {
         let raw = report_with(&[&format!("Subject: {s}")], body);
         let run = run(&p, label, &raw);
-        assert!(
-            !run.out.is_empty(),
-            "{label}: nothing queued, nothing checked"
-        );
+        assert!(!run.out.is_empty(), "{label}: nothing queued, nothing checked");
         assert_no_injected_lines(label, &run);
     });
     // The text itself survives, on one line: sanitised, not dropped.
-    let raw = report_with(
-        &["Subject: =?utf-8?q?hi=0D=0ABcc:_victim@example.net?="],
-        REPORT_BODY,
-    );
+    let raw = report_with(&["Subject: =?utf-8?q?hi=0D=0ABcc:_victim@example.net?="], REPORT_BODY);
     let kept = run(&p, "subject text kept", &raw);
-    let ack = kept
-        .out
-        .iter()
-        .find(|r| r.kind == "ack")
-        .expect("ack queued");
+    let ack = kept.out.iter().find(|r| r.kind == "ack").expect("ack queued");
     let subject = subject_of(ack);
     assert!(
         subject.contains("hi") && subject.contains("victim@example.net"),
@@ -788,11 +740,7 @@ fn subject_encoded_words_cannot_inject_headers() {
         REPORT_BODY,
     );
     let non_ascii = run(&p, "non-ASCII subject", &raw);
-    let ack = non_ascii
-        .out
-        .iter()
-        .find(|r| r.kind == "ack")
-        .expect("ack queued");
+    let ack = non_ascii.out.iter().find(|r| r.kind == "ack").expect("ack queued");
     let fields = headers("non-ASCII subject", &ack.body);
     let encoded = header(&fields, "Subject").unwrap_or_default();
     assert!(encoded.contains("=?"), "sent as encoded words: {encoded:?}");
@@ -815,10 +763,7 @@ fn from_display_name_cannot_inject_headers_or_redirect_the_reply() {
         "=?utf-8?q?=E2=80=AEevE?= <eve@example.com>".to_string(),
         format!("\"{}\" <eve@example.com>", "N".repeat(5000)),
     ];
-    let cases = froms
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (format!("From #{i}"), f));
+    let cases = froms.iter().enumerate().map(|(i, f)| (format!("From #{i}"), f));
     each(cases, |label, from| {
         let raw = report_with(&[&format!("From: {from}")], REPORT_BODY);
         let run = run(&p, label, &raw);
@@ -882,19 +827,13 @@ fn message_ids_cannot_inject_headers() {
         ],
     ];
     let cases = cases.into_iter().enumerate().map(|(i, h)| {
-        let last: String = h
-            .last()
-            .map(|s| s.chars().take(80).collect())
-            .unwrap_or_default();
+        let last: String = h.last().map(|s| s.chars().take(80).collect()).unwrap_or_default();
         (format!("ids #{i} {last:?}"), h)
     });
     each(cases, |label, headers| {
         let raw = report_with(&headers, REPORT_BODY);
         let run = run(&p, label, &raw);
-        assert!(
-            !run.out.is_empty(),
-            "{label}: nothing queued, nothing checked"
-        );
+        assert!(!run.out.is_empty(), "{label}: nothing queued, nothing checked");
         assert_no_injected_lines(label, &run);
     });
 }
@@ -1074,9 +1013,7 @@ fn mutated_reports_are_recorded() {
 fn garbage_return_path_never_gets_a_reply_to_garbage() {
     let p = pipeline();
     let mut rng = XorShift(0x00C0_FFEE);
-    let printable: String = (0..10_240)
-        .map(|_| char::from(0x20 + rng.below(95) as u8))
-        .collect();
+    let printable: String = (0..10_240).map(|_| char::from(0x20 + rng.below(95) as u8)).collect();
     let cases = [
         format!("Return-Path: <{printable}>"),
         format!("Return-Path: {printable}"),
@@ -1124,12 +1061,10 @@ fn invalid_from_addresses_never_get_a_reply_to_garbage() {
         b"ig\xefr@example.com",
         b"Igor <ig\xf0\x28\x8c\x28r@example.com>",
     ];
-    let cases = froms.iter().enumerate().map(|(i, from)| {
-        (
-            format!("From {:?} (#{i})", String::from_utf8_lossy(from)),
-            *from,
-        )
-    });
+    let cases = froms
+        .iter()
+        .enumerate()
+        .map(|(i, from)| (format!("From {:?} (#{i})", String::from_utf8_lossy(from)), *from));
     each(cases, |label, from| {
         let mut raw = b"From: ".to_vec();
         raw.extend_from_slice(from);
@@ -1154,12 +1089,10 @@ fn garbage_reply_to_never_reaches_the_forward() {
         b"ig\xefr@example.com",
         b"\"x\"@[1.2.3.4]",
     ];
-    let cases = reply_tos.iter().enumerate().map(|(i, r)| {
-        (
-            format!("Reply-To {:?} (#{i})", String::from_utf8_lossy(r)),
-            *r,
-        )
-    });
+    let cases = reply_tos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("Reply-To {:?} (#{i})", String::from_utf8_lossy(r)), *r));
     each(cases, |label, reply_to| {
         let mut raw = b"Reply-To: ".to_vec();
         raw.extend_from_slice(reply_to);

@@ -167,10 +167,7 @@ fn same_raw_message_in_two_batches_makes_one_case() {
     assert!(first.case.is_some(), "the report opens a case");
     let outbox_rows = env.count("SELECT COUNT(*) FROM outbox");
 
-    for (source, source_ref) in [
-        ("local", "b.eml"),
-        ("imap:sec@mail.example.org/INBOX", "7:1"),
-    ] {
+    for (source, source_ref) in [("local", "b.eml"), ("imap:sec@mail.example.org/INBOX", "7:1")] {
         let results = env.process(&[item(source, source_ref, raw.clone())]);
         match results.first().unwrap() {
             Ok(Outcome::Duplicate { of }) => assert_eq!(*of, first.message),
@@ -186,10 +183,7 @@ fn same_raw_message_in_two_batches_makes_one_case() {
 fn same_raw_message_twice_in_one_batch_makes_one_case() {
     let mut env = Env::new();
     let raw = report(1);
-    let results = env.process(&[
-        item("local", "a.eml", raw.clone()),
-        item("local", "a-copy.eml", raw),
-    ]);
+    let results = env.process(&[item("local", "a.eml", raw.clone()), item("local", "a-copy.eml", raw)]);
     let first = recorded("first copy", results.first().unwrap());
     match results.get(1).unwrap() {
         Ok(Outcome::Duplicate { of }) => assert_eq!(*of, first.message),
@@ -197,10 +191,7 @@ fn same_raw_message_twice_in_one_batch_makes_one_case() {
     }
     assert_eq!(env.count("SELECT COUNT(*) FROM cases"), 1);
     assert_eq!(env.count("SELECT COUNT(*) FROM messages"), 1);
-    assert_eq!(
-        env.count("SELECT COUNT(*) FROM outbox"),
-        first.queued.len() as i64
-    );
+    assert_eq!(env.count("SELECT COUNT(*) FROM outbox"), first.queued.len() as i64);
 }
 
 #[test]
@@ -241,14 +232,8 @@ fn reports_get_sequential_case_ids_of_the_current_year() {
     let a = env.record("report 1", item("local", "1.eml", report(1)));
     let b = env.record("report 2", item("local", "2.eml", report(2)));
     assert_eq!(a.verdict.verdict, Kind::Report);
-    assert_eq!(
-        a.case.as_deref(),
-        Some(format!("{prefix}-{year}-0001").as_str())
-    );
-    assert_eq!(
-        b.case.as_deref(),
-        Some(format!("{prefix}-{year}-0002").as_str())
-    );
+    assert_eq!(a.case.as_deref(), Some(format!("{prefix}-{year}-0001").as_str()));
+    assert_eq!(b.case.as_deref(), Some(format!("{prefix}-{year}-0002").as_str()));
     for rec in [&a, &b] {
         let id = rec.case.as_deref().unwrap();
         let case = cases::get(env.store.conn(), id).unwrap().expect("case row");
@@ -260,10 +245,7 @@ fn reports_get_sequential_case_ids_of_the_current_year() {
         assert_eq!(first.kind, "reported");
         assert_eq!(first.message, Some(rec.message));
         let msgs = cases::messages(env.store.conn(), id).unwrap();
-        assert_eq!(
-            msgs.iter().map(|m| m.id).collect::<Vec<_>>(),
-            vec![rec.message]
-        );
+        assert_eq!(msgs.iter().map(|m| m.id).collect::<Vec<_>>(), vec![rec.message]);
         let mut queued = rec.queued.clone();
         queued.sort_by_key(|k| k.as_str());
         assert_eq!(queued, vec![ReplyKind::Ack, ReplyKind::Forward]);
@@ -335,13 +317,7 @@ fn followup_from_the_projects_own_team_is_not_forwarded_back() {
     let report = env.record("report", item("local", "1.eml", report(1)));
     let case = report.case.clone().unwrap();
     assert_eq!(report.verdict.project.as_deref(), Some("tomcat"));
-    let team = env
-        .pipeline
-        .config()
-        .project("tomcat")
-        .unwrap()
-        .team
-        .clone();
+    let team = env.pipeline.config().project("tomcat").unwrap().team.clone();
     let team_addr = team.first().expect("tomcat has a team").to_string();
     let subject = format!("Subject: Re: [{case}] Tomcat HTTP/2 crash");
     let forward_id = outbox_id(&env.store, "forward");
@@ -362,16 +338,9 @@ fn followup_from_the_projects_own_team_is_not_forwarded_back() {
         assert_eq!(rec.verdict.verdict, Kind::Followup, "{from}");
         assert_eq!(rec.case.as_deref(), Some(case.as_str()), "{from}");
         assert!(rec.queued.is_empty(), "{from}: queued {:?}", rec.queued);
-        assert!(
-            rec.withheld.is_empty(),
-            "{from}: withheld {:?}",
-            rec.withheld
-        );
+        assert!(rec.withheld.is_empty(), "{from}: withheld {:?}", rec.withheld);
     }
-    assert_eq!(
-        env.count("SELECT COUNT(*) FROM outbox WHERE kind = 'followup'"),
-        0
-    );
+    assert_eq!(env.count("SELECT COUNT(*) FROM outbox WHERE kind = 'followup'"), 0);
     assert_eq!(cases::messages(env.store.conn(), &case).unwrap().len(), 3);
 
     // Another project's team is not this case's team: its mail is forwarded.
@@ -531,17 +500,8 @@ fn file_transport_drain_writes_each_row_once_and_forwards_the_case() {
         }
     );
     let files = eml_files(&out_dir);
-    assert_eq!(
-        files.len(),
-        rows,
-        "one .eml per row: {:?}",
-        all_files(&out_dir)
-    );
-    assert_eq!(
-        all_files(&out_dir).len(),
-        rows,
-        "no temporary files are left behind"
-    );
+    assert_eq!(files.len(), rows, "one .eml per row: {:?}", all_files(&out_dir));
+    assert_eq!(all_files(&out_dir).len(), rows, "no temporary files are left behind");
     let bodies: Vec<Vec<u8>> = env
         .store
         .conn()
@@ -562,15 +522,8 @@ fn file_transport_drain_writes_each_row_once_and_forwards_the_case() {
     );
     assert_eq!(state(&env.store, &case), CaseState::Forwarded);
     let events = cases::events(env.store.conn(), &case).unwrap();
-    let moved = events
-        .iter()
-        .find(|e| e.kind == "state")
-        .expect("a state event");
-    assert!(
-        moved.detail.contains("reported -> forwarded"),
-        "{:?}",
-        moved.detail
-    );
+    let moved = events.iter().find(|e| e.kind == "state").expect("a state event");
+    assert!(moved.detail.contains("reported -> forwarded"), "{:?}", moved.detail);
     let sent_at: Vec<i64> = env
         .store
         .conn()
@@ -593,10 +546,7 @@ fn file_transport_drain_writes_each_row_once_and_forwards_the_case() {
     }
     let stats = drain(&mut env, &transport);
     assert_eq!(stats, DrainStats::default());
-    assert!(
-        eml_files(&out_dir).is_empty(),
-        "a sent row was written again"
-    );
+    assert!(eml_files(&out_dir).is_empty(), "a sent row was written again");
     let sent_at_after: Vec<i64> = env
         .store
         .conn()
@@ -635,19 +585,14 @@ fn file_transport_into_an_unwritable_path_defers_every_row() {
         .conn()
         .prepare("SELECT attempts, next_attempt, last_error, sent_at, failed_at FROM outbox")
         .unwrap()
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(got.len(), rows);
     for (attempts, next_attempt, last_error, sent_at, failed_at) in got {
         assert_eq!(attempts, 1);
-        assert!(
-            next_attempt > before,
-            "next attempt {next_attempt} not after {before}"
-        );
+        assert!(next_attempt > before, "next attempt {next_attempt} not after {before}");
         assert!(!last_error.is_empty(), "the error is recorded");
         assert_eq!(sent_at, None);
         assert_eq!(failed_at, None);
@@ -656,10 +601,7 @@ fn file_transport_into_an_unwritable_path_defers_every_row() {
     assert!(!event_kinds(&env.store, &case).contains(&"state".to_string()));
     // Nothing is due before the next attempt: a second drain does nothing.
     assert_eq!(drain(&mut env, &transport), DrainStats::default());
-    assert_eq!(
-        env.count("SELECT COUNT(*) FROM outbox WHERE attempts = 1"),
-        rows as i64
-    );
+    assert_eq!(env.count("SELECT COUNT(*) FROM outbox WHERE attempts = 1"), rows as i64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -748,11 +690,7 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
     let db = env.db_path();
     drop(env.store);
     env.store = Store::open(&db).unwrap();
-    assert_eq!(
-        table_counts(env.store.conn()),
-        [0, 0, 0, 0],
-        "after reopening"
-    );
+    assert_eq!(table_counts(env.store.conn()), [0, 0, 0, 0], "after reopening");
 
     let results = env.process(&items);
     let recs: Vec<_> = results
@@ -761,11 +699,7 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
         .map(|(i, r)| recorded(&format!("item {i}"), r).clone())
         .collect();
     let case = recs.first().unwrap().case.clone().unwrap();
-    assert_eq!(
-        case,
-        format!("{prefix}-{year}-0001"),
-        "the lost batch used no id"
-    );
+    assert_eq!(case, format!("{prefix}-{year}-0001"), "the lost batch used no id");
     let queued: usize = recs.iter().map(|r| r.queued.len()).sum();
     let committed = table_counts(env.store.conn());
     assert_eq!(committed[0], 2);
@@ -775,9 +709,7 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
     // Re-reading the source (the crash came after the commit this time) changes nothing.
     let again = env.process(&items);
     assert!(
-        again
-            .iter()
-            .all(|r| matches!(r, Ok(Outcome::Duplicate { .. }))),
+        again.iter().all(|r| matches!(r, Ok(Outcome::Duplicate { .. }))),
         "{again:?}"
     );
     drop(env.store);
@@ -813,10 +745,7 @@ fn a_message_that_fails_rolls_back_alone() {
     ];
     let results = env.process(&items);
     let a = recorded("before the poison", results.first().unwrap()).clone();
-    assert!(
-        results.get(1).unwrap().is_err(),
-        "the poisoned message fails"
-    );
+    assert!(results.get(1).unwrap().is_err(), "the poisoned message fails");
     let c = recorded("after the poison", results.get(2).unwrap()).clone();
     assert_eq!(
         table_counts(env.store.conn())[0],
@@ -832,10 +761,7 @@ fn a_message_that_fails_rolls_back_alone() {
         (a.queued.len() + c.queued.len()) as i64
     );
     // Once the store is healthy again, the same message goes through: it was never stored.
-    env.store
-        .conn()
-        .execute_batch("DROP TRIGGER poison")
-        .unwrap();
+    env.store.conn().execute_batch("DROP TRIGGER poison").unwrap();
     let rec = env.record("poison retried", item("local", "poison.eml", poison));
     assert_eq!(rec.verdict.verdict, Kind::Report);
     assert!(rec.case.is_some());
@@ -914,11 +840,7 @@ fn ingest_reads_maildirs_eml_folders_and_mbox_files_in_order() {
         simple("c@example.com", "mbox-3@example.com", "Tomcat crash", &body),
     );
     write(mbox_path.clone(), &mbox);
-    for id in [
-        "mbox-1@example.com",
-        "mbox-2@example.com",
-        "mbox-3@example.com",
-    ] {
+    for id in ["mbox-1@example.com", "mbox-2@example.com", "mbox-3@example.com"] {
         expected.push((id, None));
     }
     let missing = root.join("does-not-exist");
@@ -926,18 +848,13 @@ fn ingest_reads_maildirs_eml_folders_and_mbox_files_in_order() {
     let paths = vec![maildir, missing.clone(), emls, mbox_path.clone()];
     let mut ok: Vec<(String, i64, bool)> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
-    secintake::ingest(
-        &env.pipeline,
-        &mut env.store,
-        LocalSource::new(&paths),
-        |r| match r {
-            Ok((item, outcome)) => {
-                let rec = recorded(&item.source_ref, outcome);
-                ok.push((item.source_ref.clone(), rec.message, true));
-            }
-            Err(e) => errors.push(e.path.clone()),
-        },
-    )
+    secintake::ingest(&env.pipeline, &mut env.store, LocalSource::new(&paths), |r| match r {
+        Ok((item, outcome)) => {
+            let rec = recorded(&item.source_ref, outcome);
+            ok.push((item.source_ref.clone(), rec.message, true));
+        }
+        Err(e) => errors.push(e.path.clone()),
+    })
     .expect("ingest");
 
     assert_eq!(errors, vec![missing.display().to_string()]);
@@ -956,10 +873,7 @@ fn ingest_reads_maildirs_eml_folders_and_mbox_files_in_order() {
             .iter()
             .map(|s| s.1.clone().unwrap_or_default())
             .collect::<Vec<_>>(),
-        expected
-            .iter()
-            .map(|(id, _)| id.to_string())
-            .collect::<Vec<_>>(),
+        expected.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
         "messages are recorded in source order"
     );
     for ((source_ref, message, _), ((_, path), (id, _, stored_ref))) in
@@ -969,10 +883,7 @@ fn ingest_reads_maildirs_eml_folders_and_mbox_files_in_order() {
         assert_eq!(source_ref, stored_ref);
         match path {
             Some(p) => assert_eq!(source_ref, &p.display().to_string()),
-            None => assert!(
-                source_ref.starts_with(&mbox_path.display().to_string()),
-                "{source_ref}"
-            ),
+            None => assert!(source_ref.starts_with(&mbox_path.display().to_string()), "{source_ref}"),
         }
     }
     // mboxrd quoting is undone: the reporter's line is back as written.
@@ -988,10 +899,7 @@ fn ingest_reads_maildirs_eml_folders_and_mbox_files_in_order() {
     let raw = String::from_utf8(raw).unwrap();
     assert!(raw.contains("\nFrom the logs the crash starts"), "{raw}");
     assert!(!raw.contains(">From the logs"), "{raw}");
-    assert!(
-        raw.contains("more text"),
-        "the body goes on after the quoted line"
-    );
+    assert!(raw.contains("more text"), "the body goes on after the quoted line");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1008,15 +916,8 @@ fn case_states_move_only_along_allowed_transitions() {
     let refuse = |from: CaseState, to: CaseState| {
         let before = events(&case);
         let r = cases::set_state(conn, &case, to, "should not happen", store::now());
-        assert!(
-            matches!(r, Err(StoreError::Invalid(_))),
-            "{from:?} -> {to:?}: {r:?}"
-        );
-        assert_eq!(
-            state(&env.store, &case),
-            from,
-            "{from:?} -> {to:?} changed the state"
-        );
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{from:?} -> {to:?}: {r:?}");
+        assert_eq!(state(&env.store, &case), from, "{from:?} -> {to:?} changed the state");
         assert_eq!(events(&case), before, "{from:?} -> {to:?} added an event");
     };
     let allow = |from: CaseState, to: CaseState| {
@@ -1029,8 +930,7 @@ fn case_states_move_only_along_allowed_transitions() {
         let last = all.last().unwrap();
         assert_eq!(last.kind, "state");
         assert!(
-            last.detail
-                .contains(&format!("{} -> {}", from.as_str(), to.as_str()))
+            last.detail.contains(&format!("{} -> {}", from.as_str(), to.as_str()))
                 && last.detail.contains("by the team"),
             "{:?}",
             last.detail

@@ -164,11 +164,7 @@ fn auto_reply(msg: &Inbound) -> Option<Signal> {
         return Some(Signal::new("header:precedence", 0, p));
     }
     if msg.report == Some(ReportKind::Disposition) {
-        return Some(Signal::new(
-            "mime:disposition-notification",
-            0,
-            "read receipt",
-        ));
+        return Some(Signal::new("mime:disposition-notification", 0, "read receipt"));
     }
     if let Some(m) = AUTO_SUBJECT.find(&msg.subject) {
         return Some(Signal::new("subject:auto-reply", 0, m.as_str()));

@@ -29,11 +29,7 @@ pub fn check(msg: &Inbound, max_size: usize) -> Option<(Reason, Signal)> {
     if msg.size > max_size {
         return Some((
             Reason::TooLarge,
-            Signal::new(
-                "size",
-                0,
-                &format!("{} bytes > {} allowed", msg.size, max_size),
-            ),
+            Signal::new("size", 0, &format!("{} bytes > {} allowed", msg.size, max_size)),
         ));
     }
     if let Some(enc) = msg.encryption {
@@ -47,29 +43,18 @@ pub fn check(msg: &Inbound, max_size: usize) -> Option<(Reason, Signal)> {
     let trivial_text = || {
         let text = substantive(msg.body());
         let words = text.split_whitespace().count();
-        let trivial =
-            words <= 5 || (words <= TRIVIAL_WORDS && POINTS_AT_ATTACHMENT.is_match(&text));
+        let trivial = words <= 5 || (words <= TRIVIAL_WORDS && POINTS_AT_ATTACHMENT.is_match(&text));
         (trivial, words)
     };
     if msg.encrypted_attachment && trivial_text().0 {
         let evidence = "an encrypted attachment and next to no text";
-        return Some((
-            Reason::Encrypted,
-            Signal::new("mime:encrypted-attachment", 0, evidence),
-        ));
+        return Some((Reason::Encrypted, Signal::new("mime:encrypted-attachment", 0, evidence)));
     }
-    if let Some(doc) = msg
-        .attachments
-        .iter()
-        .find(|a| a.kind.is_document() && !a.inline)
-    {
+    if let Some(doc) = msg.attachments.iter().find(|a| a.kind.is_document() && !a.inline) {
         let (trivial, words) = trivial_text();
         if trivial {
             let evidence = format!("{} ({}), {words} words of text", doc.content_type, doc.size);
-            return Some((
-                Reason::AttachmentOnly,
-                Signal::new("mime:document-only", 0, &evidence),
-            ));
+            return Some((Reason::AttachmentOnly, Signal::new("mime:document-only", 0, &evidence)));
         }
     }
     let plain_empty = msg.text.trim().is_empty();

@@ -213,22 +213,12 @@ impl Classifier {
     }
 
     /// As [`Classifier::classify`], with another size limit (fixture tests).
-    pub fn classify_with_limit(
-        &self,
-        msg: &Inbound,
-        threads: &dyn Threads,
-        max_size: usize,
-    ) -> Verdict {
+    pub fn classify_with_limit(&self, msg: &Inbound, threads: &dyn Threads, max_size: usize) -> Verdict {
         if let Some((reason, signal)) = automated::check(msg) {
             return Verdict::new(Kind::Ignore, Some(reason), vec![signal]);
         }
         let link = self.thread.check(msg, threads);
-        if let thread::Link::Case {
-            case,
-            reason,
-            signal,
-        } = link
-        {
+        if let thread::Link::Case { case, reason, signal } = link {
             let mut v = Verdict::new(Kind::Followup, Some(reason), vec![signal]);
             v.case = Some(case);
             return v;
@@ -239,9 +229,7 @@ impl Classifier {
         let appeal = matches!(link, thread::Link::Appeal { .. });
         let scored = self.topic.score(msg);
         let mut v = match (appeal, scored.offtopic) {
-            (false, Some(reason)) => {
-                Verdict::new(Kind::RejectOfftopic, Some(reason), scored.signals)
-            }
+            (false, Some(reason)) => Verdict::new(Kind::RejectOfftopic, Some(reason), scored.signals),
             _ => {
                 let mut signals = scored.signals;
                 if let thread::Link::Appeal { signal } = link {

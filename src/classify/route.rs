@@ -101,11 +101,7 @@ impl Router {
                 score,
             });
         }
-        hits.sort_by(|a, b| {
-            b.score
-                .cmp(&a.score)
-                .then_with(|| a.keyword.cmp(&b.keyword))
-        });
+        hits.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.keyword.cmp(&b.keyword)));
         let best = per_project.iter().copied().max().unwrap_or(0);
         let winners: Vec<usize> = (0..per_project.len())
             .filter(|&i| per_project.get(i) == Some(&best))

@@ -39,11 +39,8 @@ pub struct ThreadRules {
 impl ThreadRules {
     /// Tags look like `[PREFIX-YYYY-NNNN]`.
     pub fn new(prefix: &str) -> ThreadRules {
-        let tag = Regex::new(&format!(
-            r"\[({}-\d{{4}}-\d{{4,6}})\]",
-            regex::escape(prefix)
-        ))
-        .expect("escaped prefix makes a valid regex");
+        let tag = Regex::new(&format!(r"\[({}-\d{{4}}-\d{{4,6}})\]", regex::escape(prefix)))
+            .expect("escaped prefix makes a valid regex");
         ThreadRules { tag }
     }
 

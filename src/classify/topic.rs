@@ -72,14 +72,7 @@ pub struct Rule {
     pub pattern: &'static str,
 }
 
-const fn r(
-    name: &'static str,
-    side: Side,
-    weight: i32,
-    scope: Scope,
-    narrative: bool,
-    pattern: &'static str,
-) -> Rule {
+const fn r(name: &'static str, side: Side, weight: i32, scope: Scope, narrative: bool, pattern: &'static str) -> Rule {
     Rule {
         name,
         side,
@@ -302,23 +295,18 @@ const STACK_TRACE_WEIGHT: i32 = 2;
 const QUESTION_LINES: usize = 2;
 const QUESTION_LINES_WEIGHT: i32 = 1;
 
-static CVE_ID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"cve-\d{4}-\d{4,7}|ghsa(?:-[0-9a-z]{4}){3}").expect("static regex")
-});
-static SEVERITY_ROW: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:critical|high|medium|moderate|low)\b").expect("static regex")
-});
+static CVE_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"cve-\d{4}-\d{4,7}|ghsa(?:-[0-9a-z]{4}){3}").expect("static regex"));
+static SEVERITY_ROW: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(?:critical|high|medium|moderate|low)\b").expect("static regex"));
 static ROW_ID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"cve-\d{4}-\d+|ghsa-[a-z0-9]{4}-|\bplugin\b|\b\d+\.\d+(?:\.\d+)?\b")
-        .expect("static regex")
+    Regex::new(r"cve-\d{4}-\d+|ghsa-[a-z0-9]{4}-|\bplugin\b|\b\d+\.\d+(?:\.\d+)?\b").expect("static regex")
 });
 static SEVERITY_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:severity|risk)\s*[:=]\s*(?:critical|high|medium|moderate|low)\b")
-        .expect("static regex")
+    Regex::new(r"^\s*(?:severity|risk)\s*[:=]\s*(?:critical|high|medium|moderate|low)\b").expect("static regex")
 });
 static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:at [\w$.<>/]+\(|file .*, line \d+, in |#\d+\s+0x[0-9a-f]+ in )")
-        .expect("static regex")
+    Regex::new(r"^\s*(?:at [\w$.<>/]+\(|file .*, line \d+, in |#\d+\s+0x[0-9a-f]+ in )").expect("static regex")
 });
 
 /// The compiled rules.
@@ -360,12 +348,8 @@ impl TopicRules {
         let subject_rules = pick(&|s| s != Body);
         let body_rules = pick(&|s| s != Subject);
         let set = |ids: &[usize]| {
-            RegexSet::new(
-                ids.iter()
-                    .filter_map(|&i| RULES.get(i))
-                    .map(|r| flex_spaces(r.pattern)),
-            )
-            .expect("static rules compile")
+            RegexSet::new(ids.iter().filter_map(|&i| RULES.get(i)).map(|r| flex_spaces(r.pattern)))
+                .expect("static rules compile")
         };
         TopicRules {
             subject_set: set(&subject_rules),
@@ -419,11 +403,7 @@ impl TopicRules {
         }
 
         // Counted shapes.
-        let cves: HashSet<&str> = CVE_ID
-            .find_iter(&body)
-            .take(200)
-            .map(|m| m.as_str())
-            .collect();
+        let cves: HashSet<&str> = CVE_ID.find_iter(&body).take(200).map(|m| m.as_str()).collect();
         if cves.len() >= MANY_CVES {
             let w = if cves.len() >= VERY_MANY_CVES {
                 2 * MANY_CVES_WEIGHT
@@ -439,9 +419,7 @@ impl TopicRules {
         }
         let (mut severity_rows, mut frames, mut questions) = (0, 0, 0);
         for line in body.lines() {
-            if (SEVERITY_ROW.is_match(line) && ROW_ID.is_match(line))
-                || SEVERITY_FIELD.is_match(line)
-            {
+            if (SEVERITY_ROW.is_match(line) && ROW_ID.is_match(line)) || SEVERITY_FIELD.is_match(line) {
                 severity_rows += 1;
             }
             if STACK_FRAME.is_match(line) {

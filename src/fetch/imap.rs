@@ -79,11 +79,7 @@ impl fmt::Debug for Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -92,11 +88,7 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -165,12 +157,9 @@ impl ImapSource {
                 c.host
             )));
         }
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(30),
-            TcpStream::connect((c.host.as_str(), c.port)),
-        )
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let tcp = tokio::time::timeout(Duration::from_secs(30), TcpStream::connect((c.host.as_str(), c.port)))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         tcp.set_nodelay(true)?;
         let client = match c.tls {
             Tls::Implicit => {
@@ -253,16 +242,13 @@ impl ImapSource {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(ca) = &self.cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display()))
-            })?;
+            let pem =
+                std::fs::read(ca).map_err(|e| FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display())))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| {
-                    FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display()))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display()))
-                })?;
+                let cert = cert.map_err(|e| FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display())))?;
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -273,18 +259,14 @@ impl ImapSource {
             .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(self.cfg.host.clone())
             .map_err(|e| FetchError::Config(format!("mailbox.host {:?}: {e}", self.cfg.host)))?;
-        Ok(TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await?)
+        Ok(TlsConnector::from(Arc::new(config)).connect(name, tcp).await?)
     }
 }
 
 async fn greeting(client: &mut Client<Stream>) -> Result<(), FetchError> {
     match tokio::time::timeout(Duration::from_secs(30), client.read_response()).await {
         Ok(Ok(Some(_))) => Ok(()),
-        Ok(Ok(None)) => {
-            Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no greeting").into())
-        }
+        Ok(Ok(None)) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no greeting").into()),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no greeting").into()),
     }
@@ -329,26 +311,15 @@ impl Authenticator for XOAuth2 {
 /// UIDs above `last` in the selected folder, ascending.
 pub async fn new_uids(session: &mut ImapSession, last: u32) -> Result<Vec<u32>, FetchError> {
     let set = format!("{}:*", last.saturating_add(1));
-    let fetches: Vec<_> = session
-        .uid_fetch(&set, "(UID)")
-        .await?
-        .try_collect()
-        .await?;
-    let mut uids: Vec<u32> = fetches
-        .iter()
-        .filter_map(|f| f.uid)
-        .filter(|&u| u > last)
-        .collect();
+    let fetches: Vec<_> = session.uid_fetch(&set, "(UID)").await?.try_collect().await?;
+    let mut uids: Vec<u32> = fetches.iter().filter_map(|f| f.uid).filter(|&u| u > last).collect();
     uids.sort_unstable();
     uids.dedup();
     Ok(uids)
 }
 
 /// The raw messages with these UIDs (`BODY.PEEK[]`, so nothing is flagged by reading).
-pub async fn fetch_raw(
-    session: &mut ImapSession,
-    uids: &[u32],
-) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
+pub async fn fetch_raw(session: &mut ImapSession, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
     let set = uid_set(uids);
     let fetches: Vec<_> = session
         .uid_fetch(&set, "(UID BODY.PEEK[])")
@@ -364,12 +335,7 @@ pub async fn fetch_raw(
 }
 
 /// Marks committed messages done on the server, as configured.
-pub async fn mark_done(
-    session: &mut ImapSession,
-    cfg: &Imap,
-    sel: &Selected,
-    uids: &[u32],
-) -> Result<(), FetchError> {
+pub async fn mark_done(session: &mut ImapSession, cfg: &Imap, sel: &Selected, uids: &[u32]) -> Result<(), FetchError> {
     if uids.is_empty() {
         return Ok(());
     }

@@ -86,9 +86,7 @@ impl LocalSource {
             // An mbox starts with "From " and has LF line ends; a file with neither is one message
             // (classic Mac files use bare CR, which the mbox reader cannot split).
             let mut head = [0u8; 4096];
-            let n = File::open(&path)
-                .and_then(|mut f| f.read(&mut head))
-                .map_err(err)?;
+            let n = File::open(&path).and_then(|mut f| f.read(&mut head)).map_err(err)?;
             let head = head.get(..n).unwrap_or(&[]);
             if head.starts_with(b"From ") && head.contains(&b'\n') {
                 self.queue.push_front(Pending::Mbox(path));

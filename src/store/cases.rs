@@ -112,38 +112,24 @@ pub fn create(conn: &Connection, c: &NewCase<'_>) -> Result<String> {
         "INSERT INTO cases (id, year, seq, project, state, reporter, subject, appeal, signals, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'reported', ?5, ?6, ?7, ?8, ?9, ?9)",
     )?
-    .execute(params![id, c.year, seq, c.project, c.reporter, c.subject, c.appeal, c.signals, c.at])?;
+    .execute(params![
+        id, c.year, seq, c.project, c.reporter, c.subject, c.appeal, c.signals, c.at
+    ])?;
     Ok(id)
 }
 
 /// Appends to a case's timeline and touches its `updated_at`.
-pub fn event(
-    conn: &Connection,
-    case_id: &str,
-    at: i64,
-    kind: &str,
-    detail: &str,
-    message: Option<i64>,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO case_events (case_id, at, kind, detail, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![case_id, at, kind, detail, message])?;
+pub fn event(conn: &Connection, case_id: &str, at: i64, kind: &str, detail: &str, message: Option<i64>) -> Result<()> {
+    conn.prepare_cached("INSERT INTO case_events (case_id, at, kind, detail, message) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![case_id, at, kind, detail, message])?;
     conn.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![case_id, at])?;
     Ok(())
 }
 
 /// Moves a case to a new state, recording who asked and why on the timeline.
-pub fn set_state(
-    conn: &Connection,
-    case_id: &str,
-    to: CaseState,
-    note: &str,
-    at: i64,
-) -> Result<CaseState> {
-    let from =
-        state(conn, case_id)?.ok_or_else(|| StoreError::Invalid(format!("no case {case_id}")))?;
+pub fn set_state(conn: &Connection, case_id: &str, to: CaseState, note: &str, at: i64) -> Result<CaseState> {
+    let from = state(conn, case_id)?.ok_or_else(|| StoreError::Invalid(format!("no case {case_id}")))?;
     if !from.can_move_to(to) {
         return Err(StoreError::Invalid(format!(
             "{case_id} is {}; it cannot move to {}",
@@ -167,9 +153,7 @@ pub fn set_state(
 /// Records CVE ids for a case (space separated, deduplicated, in the given order).
 pub fn add_cve(conn: &Connection, case_id: &str, cve: &str, at: i64) -> Result<()> {
     let current: String = conn
-        .query_row("SELECT cve FROM cases WHERE id = ?1", [case_id], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT cve FROM cases WHERE id = ?1", [case_id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::Invalid(format!("no case {case_id}")))?;
     let mut ids: Vec<&str> = current.split_whitespace().collect();
@@ -186,9 +170,7 @@ pub fn add_cve(conn: &Connection, case_id: &str, cve: &str, at: i64) -> Result<(
 /// The state of a case.
 pub fn state(conn: &Connection, case_id: &str) -> Result<Option<CaseState>> {
     let s: Option<String> = conn
-        .query_row("SELECT state FROM cases WHERE id = ?1", [case_id], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT state FROM cases WHERE id = ?1", [case_id], |r| r.get(0))
         .optional()?;
     Ok(s.and_then(|s| CaseState::parse(&s)))
 }
@@ -216,8 +198,7 @@ pub struct CaseSummary {
     pub updated_at: i64,
 }
 
-const SUMMARY_COLUMNS: &str =
-    "id, project, state, reporter, subject, appeal, cve, created_at, updated_at";
+const SUMMARY_COLUMNS: &str = "id, project, state, reporter, subject, appeal, cve, created_at, updated_at";
 
 fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseSummary> {
     let cve: String = r.get(6)?;
@@ -235,11 +216,7 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseSummary> {
 }
 
 /// Cases, newest first, optionally filtered.
-pub fn list(
-    conn: &Connection,
-    state: Option<&str>,
-    project: Option<&str>,
-) -> Result<Vec<CaseSummary>> {
+pub fn list(conn: &Connection, state: Option<&str>, project: Option<&str>) -> Result<Vec<CaseSummary>> {
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS} FROM cases
          WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR project = ?2)
@@ -271,9 +248,7 @@ pub struct Event {
 
 /// A case's timeline, oldest first.
 pub fn events(conn: &Connection, id: &str) -> Result<Vec<Event>> {
-    let mut stmt = conn.prepare(
-        "SELECT at, kind, detail, message FROM case_events WHERE case_id = ?1 ORDER BY id",
-    )?;
+    let mut stmt = conn.prepare("SELECT at, kind, detail, message FROM case_events WHERE case_id = ?1 ORDER BY id")?;
     let rows = stmt.query_map([id], |r| {
         Ok(Event {
             at: r.get(0)?,

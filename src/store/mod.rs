@@ -80,15 +80,10 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
+            return Err(StoreError::TooNew { found: version, known });
         }
         for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = self.conn.transaction()?;
@@ -147,16 +142,9 @@ pub struct NewMessage<'a> {
 
 /// The id of an earlier copy of this message, if we have one: same bytes, or same
 /// Message-ID from the same source.
-pub fn find_duplicate(
-    conn: &Connection,
-    sha256: &str,
-    source: &str,
-    message_id: Option<&str>,
-) -> Result<Option<i64>> {
+pub fn find_duplicate(conn: &Connection, sha256: &str, source: &str, message_id: Option<&str>) -> Result<Option<i64>> {
     let by_sha = conn
-        .query_row("SELECT id FROM messages WHERE sha256 = ?1", [sha256], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT id FROM messages WHERE sha256 = ?1", [sha256], |r| r.get(0))
         .optional()?;
     if by_sha.is_some() {
         return Ok(by_sha);
@@ -226,12 +214,7 @@ pub fn mailbox_state(conn: &Connection, source: &str) -> Result<Option<(u32, u32
 }
 
 /// Records the highest UID committed for a folder.
-pub fn set_mailbox_state(
-    conn: &Connection,
-    source: &str,
-    uidvalidity: u32,
-    last_uid: u32,
-) -> Result<()> {
+pub fn set_mailbox_state(conn: &Connection, source: &str, uidvalidity: u32, last_uid: u32) -> Result<()> {
     conn.execute(
         "INSERT INTO mailbox_state (source, uidvalidity, last_uid) VALUES (?1, ?2, ?3)
          ON CONFLICT(source) DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid",

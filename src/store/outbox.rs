@@ -58,9 +58,7 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
 /// Automatic replies queued to `rate_key` since `since`.
 pub fn auto_replies_since(conn: &Connection, rate_key: &str, since: i64) -> Result<u32> {
     Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM outbox WHERE auto_reply = 1 AND rate_key = ?1 AND created_at >= ?2",
-        )?
+        .prepare_cached("SELECT COUNT(*) FROM outbox WHERE auto_reply = 1 AND rate_key = ?1 AND created_at >= ?2")?
         .query_row(params![rate_key, since], |r| r.get(0))?)
 }
 
@@ -119,10 +117,8 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
 
 /// The server accepted it.
 pub fn mark_sent(conn: &Connection, id: i64, at: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = '' WHERE id = ?1",
-    )?
-    .execute(params![id, at])?;
+    conn.prepare_cached("UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = '' WHERE id = ?1")?
+        .execute(params![id, at])?;
     Ok(())
 }
 
@@ -135,10 +131,8 @@ pub fn mark_retry(conn: &Connection, id: i64, next: i64, error: &str) -> Result<
 
 /// A permanent failure, or too old to retry: give up.
 pub fn mark_failed(conn: &Connection, id: i64, at: i64, error: &str) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?2, last_error = ?3 WHERE id = ?1",
-    )?
-    .execute(params![id, at, error])?;
+    conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1, failed_at = ?2, last_error = ?3 WHERE id = ?1")?
+        .execute(params![id, at, error])?;
     Ok(())
 }
 

@@ -81,8 +81,7 @@ website?\r\n\
 Thanks!\r\n";
 
 /// The subject that goes with [`QUESTION_BODY`].
-pub const QUESTION_SUBJECT: &str =
-    "Does Apache HTTP Server support TLS 1.3 and post-quantum key exchange?";
+pub const QUESTION_SUBJECT: &str = "Does Apache HTTP Server support TLS 1.3 and post-quantum key exchange?";
 
 /// A CRLF message: `headers` (each without line end), a blank line, then `body`.
 pub fn mail(headers: &[&str], body: &str) -> Vec<u8> {
@@ -110,10 +109,7 @@ pub fn report_mail(from: &str, message_id: &str, subject: &str, extra: &[&str]) 
         mid.as_str(),
     ];
     headers.extend_from_slice(extra);
-    headers.extend_from_slice(&[
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=UTF-8",
-    ]);
+    headers.extend_from_slice(&["MIME-Version: 1.0", "Content-Type: text/plain; charset=UTF-8"]);
     mail(&headers, REPORT_BODY)
 }
 
@@ -131,10 +127,7 @@ pub fn question_mail(from: &str, message_id: &str, extra: &[&str]) -> Vec<u8> {
         mid.as_str(),
     ];
     headers.extend_from_slice(extra);
-    headers.extend_from_slice(&[
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=UTF-8",
-    ]);
+    headers.extend_from_slice(&["MIME-Version: 1.0", "Content-Type: text/plain; charset=UTF-8"]);
     mail(&headers, QUESTION_BODY)
 }
 

@@ -52,10 +52,7 @@ pub fn servers() -> &'static Servers {
         let env: HashMap<String, String> = std::fs::read_to_string(dir.join("env"))
             .expect("servers wrote env")
             .lines()
-            .filter_map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
         let port = |k: &str| {
             env.get(k)
@@ -102,14 +99,9 @@ impl Servers {
             let t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
                 .port(self.smtp_port)
                 .build();
-            let env = lettre::address::Envelope::new(
-                from.map(|f| f.parse().unwrap()),
-                vec![to.parse().unwrap()],
-            )
-            .unwrap();
-            t.send_raw(&env, raw)
-                .await
-                .expect("SMTP submission accepted");
+            let env =
+                lettre::address::Envelope::new(from.map(|f| f.parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
+            t.send_raw(&env, raw).await.expect("SMTP submission accepted");
         });
     }
 
@@ -166,11 +158,7 @@ impl Servers {
                 .iter()
                 .map(|f| {
                     let flags = f.flags().map(|fl| format!("{fl:?}")).collect();
-                    (
-                        f.uid.unwrap_or(0),
-                        f.body().unwrap_or_default().to_vec(),
-                        flags,
-                    )
+                    (f.uid.unwrap_or(0), f.body().unwrap_or_default().to_vec(), flags)
                 })
                 .collect();
             out.sort_by_key(|(u, _, _)| *u);
@@ -181,10 +169,7 @@ impl Servers {
 
     /// `user`'s INBOX.
     pub fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
-        self.messages_in(user, "INBOX")
-            .into_iter()
-            .map(|(b, _)| b)
-            .collect()
+        self.messages_in(user, "INBOX").into_iter().map(|(b, _)| b).collect()
     }
 
     /// Waits (bounded) until `user`'s INBOX holds at least `n` messages; returns them.
@@ -319,9 +304,7 @@ pub fn report_from(from: &str, to: &str, id: &str) -> Vec<u8> {
 
 /// Whether `haystack` contains `needle`.
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// The value of the first header `name` in a raw message (unfolded).
