@@ -230,8 +230,12 @@ pub const RULES: &[Rule] = &[
       r"\b(?:are|is|am) (?:we|i|our \S+|my \S+) (?:still )?(?:vulnerable|affected|at risk|exposed|safe|compromised|hacked)\b"),
     r("scanner_flagged_question", Question, 3, Any, false,
       r"\b(?:our|the|a|my) (?:\S+ )?(?:scanner|scan|scanning tool|sca tool)s? (?:flag(?:s|ged)?|reports?|reported|found|finds|shows|showed|detected|detects|complains)\b"),
-    r("withheld_details", Question, 6, Any, false,
-      r"\bbefore (?:i|we) (?:share|send|disclose|provide|give|reveal)\b|\b(?:share|send|disclose|provide|reveal) (?:the |more |full )?(?:details|poc|information|report)\b[^.]{0,30}\b(?:after|once|if you|when you)\b"),
+    // Withholding the details is only an enquiry when it is about being paid first; "I'll send
+    // the PoC once you confirm receipt" is an ordinary (if cautious) reporter.
+    r("withheld_for_reward", Question, 6, Any, false,
+      r"\bbefore (?:i|we) (?:share|send|provide|give|reveal)\b[^\x00]{0,200}\b(?:bount(?:y|ies)|rewards?|paid|pay|compensation)\b|\b(?:bount(?:y|ies)|rewards?|compensation)\b[^\x00]{0,200}\bbefore (?:i|we) (?:share|send|provide|give|reveal)\b"),
+    r("withheld_details", Question, 2, Any, false,
+      r"\bbefore (?:i|we) (?:share|send|provide|give|reveal) (?:the |any |more |further |full )?(?:details|poc|proof|information|report)\b"),
     r("wants_exploit", Question, 4, Any, false,
       r"\b(?:could|can|would) you (?:please )?(?:send|share|provide|give)(?: (?:me|us))? (?:the |a |an |your |some )?(?:original |working |public |existing )?(?:exploits?|pocs?|payloads?|proof[- ]of[- ]concepts?)\b|\b(?:send|share|give|provide) (?:me|us) (?:the |a |an |your |some )?(?:original |working |public |existing )?(?:exploits?|pocs?|payloads?|proof[- ]of[- ]concepts?)\b"),
     r("academic_or_sales", Question, 5, Any, false,
