@@ -66,6 +66,8 @@ fn corpus_sweep() {
     assert!(all.len() > 1000, "only {} files under {}", all.len(), root.display());
 
     let pipeline = Pipeline::new(common::demo_config(), Templates::embedded());
+    let topic = secintake::classify::topic::TopicRules::new();
+    let mut prefilter_mismatches = Vec::new();
     let mut tally = Tally::default();
     for chunk in all.chunks(200) {
         // A fresh store per chunk keeps memory flat; duplicates across chunks do not matter here.
@@ -80,6 +82,10 @@ fn corpus_sweep() {
         let results = pipeline.process_batch(&mut store, &batch).expect("batch commits");
         for ((path, item), result) in items.iter().zip(results) {
             tally.messages += 1;
+            let msg = secintake::parse::parse(&item.raw);
+            if topic.score(&msg).signals != topic.score_unfiltered(&msg).signals {
+                prefilter_mismatches.push(item.source_ref.clone());
+            }
             let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
             let outcome = result.unwrap_or_else(|e| panic!("{}: not recorded: {e}", item.source_ref));
             let Outcome::Recorded(rec) = outcome else {
@@ -108,6 +114,10 @@ fn corpus_sweep() {
         println!("  {n:6}  {k}");
     }
     assert!(tally.messages >= all.len(), "fewer messages than files");
+    assert!(
+        prefilter_mismatches.is_empty(),
+        "the topic prefilter changed: {prefilter_mismatches:?}"
+    );
     assert!(
         tally.violations.is_empty(),
         "{} labelled messages got the wrong verdict:\n  {}",

@@ -191,3 +191,26 @@ fn fixtures_match_their_expected_outcomes() {
         failures.join("\n  ")
     );
 }
+
+/// The topic prefilter (an Aho-Corasick pass over the rules' literal prefixes) must never
+/// change a decision: on every fixture, prefiltered and unfiltered scoring agree exactly.
+#[test]
+fn topic_prefilter_changes_nothing() {
+    let rules = secintake::classify::topic::TopicRules::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut n = 0;
+    for dir in ["messages", "topic", "inbox"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "eml") {
+                continue;
+            }
+            let msg = secintake::parse::parse(&std::fs::read(&p).unwrap());
+            let (a, b) = (rules.score(&msg), rules.score_unfiltered(&msg));
+            assert_eq!(a.offtopic, b.offtopic, "{}", p.display());
+            assert_eq!(a.signals, b.signals, "{}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 190, "only {n} fixtures");
+}
