@@ -436,6 +436,32 @@ mod tests {
     use super::uid_set;
 
     #[test]
+    fn xoauth2_sends_the_sasl_string_once_then_an_empty_answer() {
+        use async_imap::Authenticator;
+        let mut a = super::XOAuth2 {
+            user: "security@example.org".into(),
+            token: "ya29.tok".into(),
+            sent: false,
+        };
+        assert_eq!(
+            a.process(b""),
+            b"user=security@example.org\x01auth=Bearer ya29.tok\x01\x01".to_vec()
+        );
+        // A failed XOAUTH2 gets a JSON challenge, which must be answered with an empty line.
+        assert!(a.process(br#"{"status":"400"}"#).is_empty());
+    }
+
+    #[test]
+    fn plain_is_nul_user_nul_password() {
+        use async_imap::Authenticator;
+        let mut p = super::Plain {
+            user: "u".into(),
+            secret: "p w".into(),
+        };
+        assert_eq!(p.process(b""), b"\0u\0p w".to_vec());
+    }
+
+    #[test]
     fn uid_sets_compress_runs() {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10, 11, 12]), "1:3,7,9:12");
         assert_eq!(uid_set(&[5]), "5");
