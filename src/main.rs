@@ -431,7 +431,11 @@ fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
         secintake::config::Transport::Smtp(s) => {
             let result: anyhow::Result<bool> = rt.block_on(async {
                 match send::Transport::from_config(&config)? {
-                    send::Transport::Smtp { transport, .. } => Ok(transport.test_connection().await?),
+                    send::Transport::Smtp(client) => {
+                        let mut conn = client.connect().await.map_err(|e| anyhow::anyhow!(e))?;
+                        let _ = conn.quit().await;
+                        Ok(true)
+                    }
                     send::Transport::File(_) => Ok(true),
                 }
             });

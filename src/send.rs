@@ -14,14 +14,19 @@
 //! into a loop.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use lettre::Address;
 use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls as LettreTls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::Mechanism;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::net::TcpStream;
+
+use crate::fetch::imap::{Stream, tls_connect};
 
 use crate::config::{Config, SmtpServer, Tls, Transport as TransportConfig};
 use crate::store::{self, Store, StoreError, cases, outbox};
@@ -34,32 +39,16 @@ const ROUND: usize = 256;
 pub enum Transport {
     /// One file per message.
     File(PathBuf),
-    /// SMTP, with a connection pool.
-    Smtp {
-        /// The lettre transport (pooled).
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        /// Messages submitted at once.
-        parallel: usize,
-    },
+    /// SMTP, with a small pool of connections.
+    Smtp(Arc<SmtpClient>),
 }
 
 /// Why a transport could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// The CA file could not be read or parsed.
-    #[error("smtp.ca_file {path}: {detail}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        detail: String,
-    },
     /// The password could not be read.
     #[error("smtp password: {0}")]
     Secret(String),
-    /// lettre refused the settings.
-    #[error("smtp: {0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
 }
 
 impl Transport {
@@ -67,51 +56,130 @@ impl Transport {
     pub fn from_config(config: &Config) -> Result<Transport, SetupError> {
         match &config.smtp.transport {
             TransportConfig::File { dir } => Ok(Transport::File(dir.clone())),
-            TransportConfig::Smtp(s) => smtp_transport(s),
+            TransportConfig::Smtp(s) => {
+                let credentials = match &s.username {
+                    Some(user) => {
+                        let password = s
+                            .secret
+                            .load()
+                            .map_err(|e| SetupError::Secret(e.to_string()))?
+                            .unwrap_or_default();
+                        Some(Credentials::new(user.clone(), password))
+                    }
+                    None => None,
+                };
+                let hello = ClientId::Domain(hostname());
+                Ok(Transport::Smtp(Arc::new(SmtpClient {
+                    server: s.clone(),
+                    credentials,
+                    hello,
+                    idle: Mutex::new(Vec::new()),
+                })))
+            }
         }
     }
 }
 
-fn smtp_transport(s: &SmtpServer) -> Result<Transport, SetupError> {
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone())
-        .port(s.port)
-        .timeout(Some(s.timeout))
-        .pool_config(
-            PoolConfig::new()
-                .max_size(s.pool_size)
-                .idle_timeout(Duration::from_secs(60)),
-        );
-    if s.tls != Tls::None {
-        let mut params = TlsParameters::builder(s.host.clone());
-        if let Some(ca) = &s.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile {
-                path: ca.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| SetupError::CaFile {
-                path: ca.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            params = params.add_root_certificate(cert);
+/// SMTP submission over lettre's connection type, with our own sockets and pool.
+///
+/// lettre's pooled transport cannot set `TCP_NODELAY`, and it writes the message and the final
+/// `.` in two writes before waiting: against a server with delayed ACKs that costs ~40 ms per
+/// message (measured: 81 messages/s for a 10,000-message drain, ~50 ms of our 50 ms IDLE
+/// latency). Here each connection is a tokio socket with `TCP_NODELAY`, handed to
+/// `AsyncSmtpConnection`, and kept for reuse while it works.
+pub struct SmtpClient {
+    server: SmtpServer,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+impl SmtpClient {
+    /// Connections used at once.
+    pub fn parallel(&self) -> usize {
+        (self.server.pool_size as usize).max(1)
+    }
+
+    /// Opens, greets, secures and authenticates a new connection.
+    pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let s = &self.server;
+        let tcp = tokio::time::timeout(s.timeout, TcpStream::connect((s.host.as_str(), s.port)))
+            .await
+            .map_err(|_| format!("connecting to {}:{} timed out", s.host, s.port))?
+            .map_err(|e| format!("connecting to {}:{}: {e}", s.host, s.port))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let stream = match s.tls {
+            Tls::Implicit => Stream::Tls(Box::new(
+                tls_connect(&s.host, s.ca_file.as_deref(), "smtp", tcp)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )),
+            _ => Stream::Plain(tcp),
+        };
+        let ca_pem = match &s.ca_file {
+            Some(ca) => Some(std::fs::read(ca).map_err(|e| format!("smtp.ca_file {}: {e}", ca.display()))?),
+            None => None,
+        };
+        let work = async {
+            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await?;
+            if s.tls == Tls::StartTls {
+                let mut params = TlsParameters::builder(s.host.clone());
+                if let Some(pem) = &ca_pem {
+                    params = params.add_root_certificate(Certificate::from_pem(pem)?);
+                }
+                conn.starttls(params.build_rustls()?, &self.hello).await?;
+            }
+            if let Some(c) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+            }
+            Ok::<_, lettre::transport::smtp::Error>(conn)
+        };
+        tokio::time::timeout(s.timeout, work)
+            .await
+            .map_err(|_| format!("{}:{} did not answer in time", s.host, s.port))?
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send(&self, envelope: &Envelope, body: &[u8]) -> Delivery {
+        let pooled = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        if let Some(conn) = pooled {
+            // A kept connection may have been closed by the server meanwhile: on anything but a
+            // permanent refusal, try once more on a fresh one.
+            match self.send_on(conn, envelope, body).await {
+                Delivery::Transient(_) => {}
+                done => return done,
+            }
         }
-        let params = params.build_rustls()?;
-        builder = builder.tls(match s.tls {
-            Tls::Implicit => LettreTls::Wrapper(params),
-            _ => LettreTls::Required(params),
-        });
+        match self.connect().await {
+            Ok(conn) => self.send_on(conn, envelope, body).await,
+            Err(e) => Delivery::Transient(e),
+        }
     }
-    if let Some(user) = &s.username {
-        let password = s
-            .secret
-            .load()
-            .map_err(|e| SetupError::Secret(e.to_string()))?
-            .unwrap_or_default();
-        builder = builder.credentials(Credentials::new(user.clone(), password));
+
+    async fn send_on(&self, mut conn: AsyncSmtpConnection, envelope: &Envelope, body: &[u8]) -> Delivery {
+        match tokio::time::timeout(self.server.timeout, conn.send(envelope, body)).await {
+            Ok(Ok(_)) => {
+                if let Ok(mut idle) = self.idle.lock()
+                    && idle.len() < self.parallel()
+                {
+                    idle.push(conn);
+                }
+                Delivery::Sent
+            }
+            // After a refusal the connection is in an unknown state: drop it.
+            Ok(Err(e)) if e.is_permanent() => Delivery::Permanent(e.to_string()),
+            Ok(Err(e)) => Delivery::Transient(e.to_string()),
+            Err(_) => Delivery::Transient("timed out waiting for the server".into()),
+        }
     }
-    Ok(Transport::Smtp {
-        transport: builder.build(),
-        parallel: s.pool_size as usize,
-    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Retry policy for transient failures.
@@ -232,12 +300,12 @@ fn on_sent(conn: &rusqlite::Connection, row: &outbox::Due, now: i64) -> Result<(
 async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery> {
     match transport {
         Transport::File(dir) => due.iter().map(|row| write_file(dir, row)).collect(),
-        Transport::Smtp { transport, parallel } => {
+        Transport::Smtp(client) => {
             // Collect the futures first: a lazy `map` closure inside a spawned task trips
             // the compiler's higher-ranked lifetime check.
-            let futures: Vec<_> = due.iter().map(|row| deliver_smtp(transport, row)).collect();
+            let futures: Vec<_> = due.iter().map(|row| deliver_smtp(client, row)).collect();
             futures::stream::iter(futures)
-                .buffered((*parallel).max(1))
+                .buffered(client.parallel())
                 .collect()
                 .await
         }
@@ -256,7 +324,7 @@ fn write_file(dir: &std::path::Path, row: &outbox::Due) -> Delivery {
     }
 }
 
-async fn deliver_smtp(transport: &AsyncSmtpTransport<Tokio1Executor>, row: &outbox::Due) -> Delivery {
+async fn deliver_smtp(client: &SmtpClient, row: &outbox::Due) -> Delivery {
     let from = if row.envelope_from.is_empty() {
         None
     } else {
@@ -275,9 +343,5 @@ async fn deliver_smtp(transport: &AsyncSmtpTransport<Tokio1Executor>, row: &outb
         Ok(e) => e,
         Err(e) => return Delivery::Permanent(format!("bad envelope: {e}")),
     };
-    match transport.send_raw(&envelope, &row.body).await {
-        Ok(_) => Delivery::Sent,
-        Err(e) if e.is_permanent() => Delivery::Permanent(e.to_string()),
-        Err(e) => Delivery::Transient(e.to_string()),
-    }
+    client.send(&envelope, &row.body).await
 }

@@ -239,27 +239,44 @@ impl ImapSource {
     }
 
     async fn tls_connect(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, FetchError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(ca) = &self.cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display())))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| FetchError::Config(format!("mailbox.ca_file {}: {e}", ca.display())))?;
-            }
+        tls_connect(&self.cfg.host, self.cfg.ca_file.as_deref(), "mailbox", tcp).await
+    }
+}
+
+/// TLS over `tcp` to `host` (rustls, ring), trusting the web PKI roots and `ca_file`. `table`
+/// names the config table in errors. Shared by IMAP and the SMTP outbox.
+pub async fn tls_connect(
+    host: &str,
+    ca_file: Option<&std::path::Path>,
+    table: &str,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, FetchError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = ca_file {
+        let bad = |e: &dyn fmt::Display| FetchError::Config(format!("{table}.ca_file {}: {e}", ca.display()));
+        let pem = std::fs::read(ca).map_err(|e| bad(&e))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| FetchError::Config(format!("tls: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(self.cfg.host.clone())
-            .map_err(|e| FetchError::Config(format!("mailbox.host {:?}: {e}", self.cfg.host)))?;
-        Ok(TlsConnector::from(Arc::new(config)).connect(name, tcp).await?)
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FetchError::Config(format!("tls: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| FetchError::Config(format!("{table}.host {host:?}: {e}")))?;
+    Ok(TlsConnector::from(Arc::new(config)).connect(name, tcp).await?)
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for Stream {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::Tls(s) => s.get_ref().0.peer_addr(),
+        }
     }
 }
 
@@ -308,13 +325,16 @@ impl Authenticator for XOAuth2 {
     }
 }
 
-/// UIDs above `last` in the selected folder, ascending.
+/// UIDs above `last` in the selected folder, ascending. `UID SEARCH` returns bare numbers;
+/// a `UID FETCH n:* (UID)` would hold one parsed response (and its buffer) per message, which
+/// costs hundreds of megabytes for a large backlog.
 pub async fn new_uids(session: &mut ImapSession, last: u32) -> Result<Vec<u32>, FetchError> {
-    let set = format!("{}:*", last.saturating_add(1));
-    let fetches: Vec<_> = session.uid_fetch(&set, "(UID)").await?.try_collect().await?;
-    let mut uids: Vec<u32> = fetches.iter().filter_map(|f| f.uid).filter(|&u| u > last).collect();
+    let query = format!("UID {}:*", last.saturating_add(1));
+    let found = session.uid_search(&query).await?;
+    // `n:*` always includes the highest UID, even when it is below n.
+    let mut uids: Vec<u32> = found.into_iter().filter(|&u| u > last).collect();
     uids.sort_unstable();
-    uids.dedup();
+    while session.unsolicited_responses.try_recv().is_ok() {}
     Ok(uids)
 }
 
