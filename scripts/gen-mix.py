@@ -955,7 +955,12 @@ def main():
     ap.add_argument("--case-year", type=int, default=2026,
                     help="year in the case tags of follow-ups (default 2026)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary line")
+    ap.add_argument("--deliverable", action="store_true",
+                    help="senders in example.com/example.net only, which the test MTA delivers to "
+                         "(scripts/bench-e2e.sh), so every acknowledgement really goes out")
     args = ap.parse_args()
+    if args.deliverable:
+        DOMAINS[:] = ["example.com", "example.net"]
     if args.count < 1:
         ap.error("--count must be at least 1")
 
