@@ -9,9 +9,10 @@
 //!
 //! Two transports: `File` writes `<outbox id>-<kind>.eml` into a folder (atomically, via a
 //! temporary name; the same row always gets the same name, so a retry overwrites instead of
-//! duplicating), and `Smtp` submits through a pool of connections (lettre). Automatic
-//! replies leave with the null envelope sender (RFC 3834 §3.3), so they cannot bounce back
-//! into a loop.
+//! duplicating), and `Smtp` submits over up to `pool_size` kept connections: our own
+//! `TCP_NODELAY` sockets (and rustls for implicit TLS) driving lettre's `AsyncSmtpConnection`
+//! (STARTTLS, AUTH, the SMTP dialogue). Automatic replies leave with the null envelope sender
+//! (RFC 3834 §3.3), so they cannot bounce back into a loop.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
