@@ -529,7 +529,7 @@ fn rfc822_body(raw: &[u8]) -> Body {
 }
 
 /// `raw` with every bare LF turned into CRLF.
-fn crlf(raw: &[u8]) -> Vec<u8> {
+pub fn crlf(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
     let mut prev = 0u8;
     for &b in raw {

@@ -111,18 +111,6 @@ fn run_one(pipeline: &Pipeline, raw: Vec<u8>, given: &Given) -> Actual {
     }
 }
 
-fn to_crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
 
 #[test]
 fn fixtures_match_their_expected_outcomes() {
@@ -161,7 +149,7 @@ fn fixtures_match_their_expected_outcomes() {
         };
         let raw = std::fs::read(eml).unwrap();
         let mut mismatch = None;
-        for (ending, bytes) in [("as-is", raw.clone()), ("crlf", to_crlf(&raw))] {
+        for (ending, bytes) in [("as-is", raw.clone()), ("crlf", secintake::reply::crlf(&raw))] {
             let got = run_one(pipeline, bytes, &exp.given);
             ran += 1;
             if got != want && mismatch.is_none() {
