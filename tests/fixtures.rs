@@ -111,7 +111,6 @@ fn run_one(pipeline: &Pipeline, raw: Vec<u8>, given: &Given) -> Actual {
     }
 }
 
-
 #[test]
 fn fixtures_match_their_expected_outcomes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
