@@ -960,3 +960,57 @@ fn case_states_move_only_along_allowed_transitions() {
     let r = cases::set_state(conn, "SEC-1999-9999", Accepted, "", store::now());
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
 }
+
+/// `secintake once` on a local Maildir (the server-less mode of the daemon): new messages are
+/// recorded, moved to `cur/` with the seen flag only after the commit, and answered as files;
+/// a second pass finds nothing new.
+#[test]
+fn once_over_a_maildir_records_marks_and_answers() {
+    let dir = TempDir::new().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(maildir.join("new/1700000000.1.host"), report(1)).unwrap();
+    std::fs::write(maildir.join("new/1700000000.2.host"), report(2)).unwrap();
+    let demo = std::fs::read_to_string(common::root().join("config/demo.toml")).unwrap();
+    let config = demo
+        .replace("../target/demo/Maildir", &maildir.display().to_string())
+        .replace(
+            "../target/demo/outbox",
+            &dir.path().join("outbox").display().to_string(),
+        )
+        .replace(
+            "../target/demo/secintake.db",
+            &dir.path().join("db.sqlite").display().to_string(),
+        );
+    let cfg = dir.path().join("secintake.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_secintake"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("once")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("2 recorded") && text.contains("4 sent"), "{text}");
+    assert!(eml_files(&maildir.join("new")).is_empty() && all_files(&maildir.join("new")).is_empty());
+    let cur = all_files(&maildir.join("cur"));
+    assert_eq!(cur.len(), 2);
+    assert!(cur.iter().all(|n| n.ends_with(":2,S")), "{cur:?}");
+    assert_eq!(
+        all_files(&dir.path().join("outbox")).len(),
+        4,
+        "two acks and two forwards"
+    );
+    let again = run();
+    let text = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        again.status.success() && text.contains("0 recorded") && text.contains("0 sent"),
+        "{text}"
+    );
+}
