@@ -38,12 +38,18 @@ pub enum Control {
     Shutdown,
 }
 
-/// The start-up path: read and validate config and templates, open (and migrate) the
-/// database once so a bad path fails now, not in a task.
-pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
+/// Reads and validates a config file and its templates: what every command starts with.
+pub fn load_config(path: &Path) -> anyhow::Result<(Config, Templates)> {
     let config = Config::load(path)?;
     let templates = Templates::load(config.templates_dir.as_deref())
         .map_err(|errors| anyhow::anyhow!("template problems:\n  {}", errors.join("\n  ")))?;
+    Ok((config, templates))
+}
+
+/// The start-up path of `run` and `once`: [`load_config`], then open (and migrate) the
+/// database once so a bad path fails now, not in a task.
+pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
+    let (config, templates) = load_config(path)?;
     Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
     Ok(Pipeline::new(config, templates))
 }
@@ -454,12 +460,9 @@ impl Backoff {
     }
 
     fn next(&mut self) -> Duration {
-        let d = self
-            .base
-            .saturating_mul(2u32.saturating_pow(self.failures.min(20)))
-            .min(self.max);
+        let d = send::exponential_backoff(self.base, self.max, self.failures.min(20), 0.25);
         self.failures += 1;
-        d.mul_f64(0.75 + fastrand::f64() * 0.5)
+        d
     }
 
     fn reset(&mut self) {

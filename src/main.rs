@@ -138,13 +138,6 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn load(cli: &Cli) -> anyhow::Result<(Config, Templates)> {
-    let config = Config::load(&cli.config)?;
-    let templates = Templates::load(config.templates_dir.as_deref())
-        .map_err(|errors| anyhow::anyhow!("template problems:\n  {}", errors.join("\n  ")))?;
-    Ok((config, templates))
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => return daemon_run(cli.config),
@@ -180,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { offline } => return check_config(&cli, offline),
         _ => {}
     }
-    let (config, templates) = load(&cli)?;
+    let (config, templates) = secintake::daemon::load_config(&cli.config)?;
     match cli.command {
         Command::Run | Command::Once | Command::CheckConfig { .. } => unreachable!("handled above"),
         Command::Classify { json, files } => classify(config, templates, json, &files),
@@ -381,7 +374,7 @@ fn daemon_run(path: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 fn check_config(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
-    let (config, _templates) = load(cli)?;
+    let (config, _templates) = secintake::daemon::load_config(&cli.config)?;
     println!("{}: valid ({} projects)", cli.config.display(), config.projects.len());
     if offline {
         return Ok(ExitCode::SUCCESS);

@@ -69,7 +69,8 @@ impl Transport {
                     }
                     None => None,
                 };
-                let hello = ClientId::Domain(hostname());
+                // The host name, as lettre's own transport would send it (RFC 5321 §4.1.4).
+                let hello = ClientId::default();
                 Ok(Transport::Smtp(Arc::new(SmtpClient {
                     server: s.clone(),
                     credentials,
@@ -175,14 +176,6 @@ impl SmtpClient {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// Retry policy for transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -206,11 +199,15 @@ impl RetryPolicy {
 
     /// Delay before attempt `attempts + 1`: base * 2^attempts, capped, with ±20% jitter.
     pub fn delay(&self, attempts: i64) -> Duration {
-        let exp = attempts.clamp(0, 30) as u32;
-        let d = self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.max);
-        let jitter = 0.8 + fastrand::f64() * 0.4;
-        d.mul_f64(jitter)
+        exponential_backoff(self.base, self.max, attempts.clamp(0, 30) as u32, 0.2)
     }
+}
+
+/// `base * 2^n`, capped at `max`, then spread by ±`jitter` (a fraction) so that many clients
+/// retrying at once do not stay in step. Used by the outbox and by IMAP reconnects.
+pub fn exponential_backoff(base: Duration, max: Duration, n: u32, jitter: f64) -> Duration {
+    let d = base.saturating_mul(2u32.saturating_pow(n)).min(max);
+    d.mul_f64(1.0 - jitter + fastrand::f64() * 2.0 * jitter)
 }
 
 /// What one delivery attempt came to.
