@@ -19,11 +19,12 @@
 //!
 //! All weights live in [`RULES`] and the constants below; nothing else in the crate scores.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
+use regex_automata::{Anchored, Input, meta};
 
 use super::{Reason, Signal};
 use crate::parse::Inbound;
@@ -303,38 +304,146 @@ const STACK_TRACE_WEIGHT: i32 = 2;
 const QUESTION_LINES: usize = 2;
 const QUESTION_LINES_WEIGHT: i32 = 1;
 
-static CVE_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&ascii_pattern(r"cve-\d{4}-\d{4,7}|ghsa(?:-[0-9a-z]{4}){3}")).expect("static regex"));
-static SEVERITY_ROW: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&ascii_pattern(r"\b(?:critical|high|medium|moderate|low)\b")).expect("static regex"));
+static CVE_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&ascii_pattern(false, r"cve-\d{4}-\d{4,7}|ghsa(?:-[0-9a-z]{4}){3}")).expect("static regex")
+});
+static SEVERITY_ROW: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&ascii_pattern(false, r"\b(?:critical|high|medium|moderate|low)\b")).expect("static regex")
+});
 static ROW_ID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&ascii_pattern(
+        false,
         r"cve-\d{4}-\d+|ghsa-[a-z0-9]{4}-|\bplugin\b|\b\d+\.\d+(?:\.\d+)?\b",
     ))
     .expect("static regex")
 });
 static SEVERITY_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&ascii_pattern(r"^\s*(?:severity|risk)\s*[:=]\s*(?:critical|high|medium|moderate|low)\b|^\s*(?:critical|high|medium|moderate|low)\s\s+\S|\[(?:critical|high|medium|moderate|low)[,\]]")).expect("static regex")
+    Regex::new(&ascii_pattern(false, r"^\s*(?:severity|risk)\s*[:=]\s*(?:critical|high|medium|moderate|low)\b|^\s*(?:critical|high|medium|moderate|low)\s\s+\S|\[(?:critical|high|medium|moderate|low)[,\]]")).expect("static regex")
 });
-static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&ascii_pattern(
-        r"^\s*(?:at [\w$.<>/]+\(|file .*, line \d+, in |#\d+\s+0x[0-9a-f]+ in )",
-    ))
-    .expect("static regex")
+const STACK_FRAME_PATTERN: &str = r"^\s*(?:at [\w$.<>/]+\(|file .*, line \d+, in |#\d+\s+0x[0-9a-f]+ in )";
+static STACK_FRAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&ascii_pattern(false, STACK_FRAME_PATTERN)).expect("static regex"));
+/// [`STACK_FRAME`] over a whole body: one match per frame line. Whitespace here never
+/// includes a line break, so no match leaves its line.
+static STACK_FRAME_LINES: LazyLock<Regex> = LazyLock::new(|| {
+    let one_line = ascii_pattern(false, STACK_FRAME_PATTERN).replace(r"\n", "");
+    Regex::new(&format!("(?m){one_line}")).expect("static regex")
 });
+/// Every line [`SEVERITY_ROW`] or [`SEVERITY_FIELD`] can match contains one of these.
+static SEVERITY_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::new(["critical", "high", "medium", "moderate", "low", "severity", "risk"]).expect("static words")
+});
+
+/// Lines of a body that count as shapes rather than words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lines {
+    /// Rows of a table with a severity and an id or version.
+    severity_rows: usize,
+    /// Stack frames.
+    frames: usize,
+    /// Lines ending with a question mark.
+    questions: usize,
+}
+
+impl Lines {
+    /// Counts, visiting only the lines that can count: those holding a severity word, a
+    /// frame, or a `?`.
+    fn count(body: &str) -> Lines {
+        let mut severity_rows = 0;
+        let mut line_end = 0;
+        for m in SEVERITY_WORDS.find_iter(body) {
+            if m.start() < line_end {
+                continue;
+            }
+            let start = body.get(..m.start()).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+            line_end = body
+                .get(m.start()..)
+                .and_then(|s| s.find('\n'))
+                .map_or(body.len(), |i| m.start() + i);
+            if body.get(start..line_end).is_some_and(severity_row) {
+                severity_rows += 1;
+            }
+        }
+        let frames = STACK_FRAME_LINES.find_iter(body).count();
+        // A line ends with '?' when only whitespace follows its last '?'.
+        let questions = body
+            .match_indices('?')
+            .filter(|&(i, _)| {
+                let rest = body.get(i + 1..).unwrap_or_default();
+                let line = rest.split('\n').next().unwrap_or_default();
+                line.trim_end().is_empty()
+            })
+            .count();
+        Lines {
+            severity_rows,
+            frames,
+            questions,
+        }
+    }
+
+    /// The same counts, the plain way: every line against every shape.
+    fn count_each(body: &str) -> Lines {
+        let (mut severity_rows, mut frames, mut questions) = (0, 0, 0);
+        for line in body.lines() {
+            if severity_row(line) {
+                severity_rows += 1;
+            }
+            if STACK_FRAME.is_match(line) {
+                frames += 1;
+            }
+            if line.trim_end().ends_with('?') {
+                questions += 1;
+            }
+        }
+        Lines {
+            severity_rows,
+            frames,
+            questions,
+        }
+    }
+}
+
+/// Whether one line is a row of a severity table.
+fn severity_row(line: &str) -> bool {
+    (SEVERITY_ROW.is_match(line) && ROW_ID.is_match(line)) || SEVERITY_FIELD.is_match(line)
+}
 
 /// The compiled rules.
 pub struct TopicRules {
-    /// One compiled regex per rule, in [`RULES`] order.
-    each: Vec<Regex>,
-    /// One pass over the text finds which rules can match at all: every literal prefix of every
-    /// rule that has a finite set of them.
+    /// One compiled rule per entry of [`RULES`], in order.
+    rules: Vec<Compiled>,
+    /// One pass over the text finds where each rule can match at all: every trigger literal of
+    /// every rule that has them.
     triggers: Option<AhoCorasick>,
-    /// Trigger pattern -> rule index.
-    trigger_rule: Vec<usize>,
-    /// Rules without usable literal prefixes: always run.
-    always: Vec<bool>,
+    /// Trigger pattern -> the rules it triggers.
+    trigger_rules: Vec<Vec<usize>>,
 }
+
+/// One rule, ready to search.
+struct Compiled {
+    re: meta::Regex,
+    find: Find,
+}
+
+/// How a rule's leftmost match is found, given where its trigger literals occur.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Find {
+    /// Every match starts with a trigger: an anchored search at each occurrence, in order; the
+    /// first that matches is the leftmost match, so this is exact and costs only the length of
+    /// each attempt.
+    Prefix,
+    /// Every match contains a trigger and is at most `max_len` bytes long: only the windows of
+    /// `max_len` bytes either side of the occurrences are searched.
+    Window { max_len: usize },
+    /// No usable literals: the whole text is searched.
+    Always,
+}
+
+/// Where one trigger literal occurred: rule index, start, end.
+type Hit = (usize, usize, usize);
+
+/// How far a bounded rule lets an unbounded repetition run (see [`ascii_pattern`]).
+const REPEAT_BOUND: u32 = 32;
 
 /// The outcome of scoring: `offtopic` is set when the message should be turned away.
 pub struct Scored {
@@ -357,32 +466,43 @@ impl TopicRules {
     pub fn new() -> TopicRules {
         // One regex per rule rather than one RegexSet: the set of ~100 rules with bounded
         // repetitions overflows the lazy DFA's cache and falls back to the PikeVM (measured
-        // 35x slower on the benchmark mix). Running ~100 regexes over every body is still the
-        // main cost, so an Aho-Corasick pass over the rules' literal prefixes picks the few
-        // rules that can match; only those run.
-        let patterns: Vec<String> = RULES.iter().map(|r| ascii_pattern(r.pattern)).collect();
-        let each = patterns
-            .iter()
-            .map(|p| Regex::new(p).expect("static rules compile"))
-            .collect();
+        // 35x slower on the benchmark mix). Running ~100 regexes over every body is slower
+        // still, so one Aho-Corasick pass finds where each rule's literals occur, and a rule is
+        // searched only there (see `Find`).
+        let mut rules = Vec::with_capacity(RULES.len());
         let mut words: Vec<Vec<u8>> = Vec::new();
-        let mut trigger_rule = Vec::new();
-        let mut always = Vec::with_capacity(patterns.len());
-        for (i, p) in patterns.iter().enumerate() {
-            let manual = RULES
-                .get(i)
-                .and_then(|r| manual_triggers(r.name))
-                .map(|w| w.iter().map(|x| x.as_bytes().to_vec()).collect());
-            match manual.or_else(|| literal_prefixes(p)) {
-                Some(lits) => {
-                    always.push(false);
-                    for l in lits {
-                        words.push(l);
-                        trigger_rule.push(i);
-                    }
+        let mut trigger_rules: Vec<Vec<usize>> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        for (i, rule) in RULES.iter().enumerate() {
+            let manual = manual_triggers(rule.name);
+            let pattern = ascii_pattern(manual.is_some(), rule.pattern);
+            let re = meta::Regex::new(&pattern).expect("static rules compile");
+            let (find, lits) = match manual {
+                Some(w) => match max_len(&pattern) {
+                    Some(max_len) => (
+                        Find::Window { max_len },
+                        w.iter().map(|x| x.as_bytes().to_vec()).collect(),
+                    ),
+                    None => (Find::Always, Vec::new()),
+                },
+                None => match literal_prefixes(&pattern) {
+                    Some(lits) => (Find::Prefix, lits),
+                    None => (Find::Always, Vec::new()),
+                },
+            };
+            for l in lits {
+                let n = *index.entry(l.clone()).or_insert_with(|| {
+                    words.push(l);
+                    trigger_rules.push(Vec::new());
+                    words.len() - 1
+                });
+                if let Some(rules) = trigger_rules.get_mut(n)
+                    && !rules.contains(&i)
+                {
+                    rules.push(i);
                 }
-                None => always.push(true),
             }
+            rules.push(Compiled { re, find });
         }
         let triggers = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -390,71 +510,73 @@ impl TopicRules {
             .build(&words)
             .ok();
         if triggers.is_none() {
-            always.iter_mut().for_each(|a| *a = true);
+            rules.iter_mut().for_each(|r| r.find = Find::Always);
         }
         TopicRules {
-            each,
+            rules,
             triggers,
-            trigger_rule,
-            always,
+            trigger_rules,
         }
     }
 
-    /// Which rules can match `text`: a flag per rule.
-    fn candidates(&self, text: &str, out: &mut [bool]) {
-        for (o, a) in out.iter_mut().zip(&self.always) {
-            *o |= *a;
-        }
-        let Some(ac) = &self.triggers else { return };
-        for m in ac.find_overlapping_iter(text) {
-            if let Some(&rule) = self.trigger_rule.get(m.pattern().as_usize())
-                && let Some(slot) = out.get_mut(rule)
-            {
-                *slot = true;
+    /// Every trigger occurrence in `text`, sorted by rule and start.
+    fn hits(&self, text: &str) -> Vec<Hit> {
+        let mut out = Vec::new();
+        if let Some(ac) = &self.triggers {
+            for m in ac.find_overlapping_iter(text) {
+                for &rule in self.trigger_rules.get(m.pattern().as_usize()).into_iter().flatten() {
+                    out.push((rule, m.start(), m.end()));
+                }
             }
         }
+        out.sort_unstable();
+        out
     }
 
     /// Scores a message and decides whether it is off-topic.
     pub fn score(&self, msg: &Inbound) -> Scored {
         let subject = lowercase(&msg.subject);
         let body = own_words(msg.body());
-
-        let mut in_subject = vec![false; RULES.len()];
-        let mut in_body = vec![false; RULES.len()];
-        self.candidates(&subject, &mut in_subject);
-        self.candidates(&body, &mut in_body);
-        self.score_with(&subject, &body, &in_subject, &in_body)
+        let (in_subject, in_body) = (self.hits(&subject), self.hits(&body));
+        let mut fired: Vec<(usize, &str)> = Vec::new();
+        for (i, (rule, c)) in RULES.iter().zip(&self.rules).enumerate() {
+            let in_s = || c.find(&subject, of_rule(&in_subject, i));
+            let in_b = || c.find(&body, of_rule(&in_body, i));
+            let hit = match rule.scope {
+                Subject => in_s(),
+                Body => in_b(),
+                Any => in_s().or_else(in_b),
+            };
+            if let Some(m) = hit {
+                fired.push((i, m));
+            }
+        }
+        self.decide(&body, fired, Lines::count(&body))
     }
 
-    /// Scoring without the prefilter: every rule runs. Tests compare the two.
+    /// Scoring the plain way: every rule searches all the text, and every line is matched
+    /// against the line shapes. Tests compare the two.
     #[doc(hidden)]
     pub fn score_unfiltered(&self, msg: &Inbound) -> Scored {
         let subject = lowercase(&msg.subject);
         let body = own_words(msg.body());
-        let all = vec![true; RULES.len()];
-        self.score_with(&subject, &body, &all, &all)
-    }
-
-    fn score_with(&self, subject: &str, body: &str, in_subject: &[bool], in_body: &[bool]) -> Scored {
         let mut fired: Vec<(usize, &str)> = Vec::new();
-        for (rule_idx, (rule, re)) in RULES.iter().zip(&self.each).enumerate() {
-            let s = in_subject.get(rule_idx).copied().unwrap_or(true);
-            let b = in_body.get(rule_idx).copied().unwrap_or(true);
+        for (i, (rule, c)) in RULES.iter().zip(&self.rules).enumerate() {
+            let in_s = || whole(&c.re, &subject);
+            let in_b = || whole(&c.re, &body);
             let hit = match rule.scope {
-                Subject if s => re.find(subject),
-                Body if b => re.find(body),
-                Any => s
-                    .then(|| re.find(subject))
-                    .flatten()
-                    .or_else(|| b.then(|| re.find(body)).flatten()),
-                _ => None,
+                Subject => in_s(),
+                Body => in_b(),
+                Any => in_s().or_else(in_b),
             };
             if let Some(m) = hit {
-                fired.push((rule_idx, m.as_str()));
+                fired.push((i, m));
             }
         }
+        self.decide(&body, fired, Lines::count_each(&body))
+    }
 
+    fn decide(&self, body: &str, fired: Vec<(usize, &str)>, lines: Lines) -> Scored {
         let mut scores = Scores::default();
         let mut narrative = 0;
         let mut signals = Vec::with_capacity(fired.len() + 4);
@@ -487,18 +609,11 @@ impl TopicRules {
                 &format!("{} distinct CVE/GHSA ids", cves.len()),
             ));
         }
-        let (mut severity_rows, mut frames, mut questions) = (0, 0, 0);
-        for line in body.lines() {
-            if (SEVERITY_ROW.is_match(line) && ROW_ID.is_match(line)) || SEVERITY_FIELD.is_match(line) {
-                severity_rows += 1;
-            }
-            if STACK_FRAME.is_match(line) {
-                frames += 1;
-            }
-            if line.trim_end().ends_with('?') {
-                questions += 1;
-            }
-        }
+        let Lines {
+            severity_rows,
+            frames,
+            questions,
+        } = lines;
         if severity_rows >= SEVERITY_ROWS {
             scores.add(Side::Scanner, SEVERITY_TABLE_WEIGHT);
             signals.push(Signal::new(
@@ -590,12 +705,20 @@ impl Scores {
 /// Rewrites a rule for speed and robustness, keeping its meaning on lowercased mail text:
 /// - a space matches any run of whitespace, so phrases survive line wrapping ("bug\nbounty");
 /// - `\b`, `\d`, `\s`, `\w` become their ASCII forms: the rules are ASCII, and Unicode word
-///   boundaries make the lazy DFA give up on the first non-ASCII byte of a message.
-fn ascii_pattern(pattern: &str) -> String {
+///   boundaries make the lazy DFA give up on the first non-ASCII byte of a message;
+/// - when `bounded`, every unbounded repetition (`+`, `*`, `{n,}`) may repeat at most
+///   [`REPEAT_BOUND`] more times, so that every match has a maximum length and the rule can be
+///   searched in windows around its triggers.
+fn ascii_pattern(bounded: bool, pattern: &str) -> String {
     const SPACE: &str = r"\t\n\x0B\x0C\r ";
     let mut out = String::with_capacity(pattern.len() + 32);
     let mut in_class = false;
     let mut chars = pattern.chars();
+    let plus = if bounded {
+        format!("{{1,{REPEAT_BOUND}}}")
+    } else {
+        "+".to_string()
+    };
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
@@ -633,12 +756,100 @@ fn ascii_pattern(pattern: &str) -> String {
             ' ' if !in_class => {
                 out.push('[');
                 out.push_str(SPACE);
-                out.push_str("]+");
+                out.push(']');
+                out.push_str(&plus);
+            }
+            '+' if bounded && !in_class => out.push_str(&plus),
+            '*' if bounded && !in_class => out.push_str(&format!("{{0,{REPEAT_BOUND}}}")),
+            '{' if bounded && !in_class => {
+                let mut rep = String::new();
+                for d in chars.by_ref() {
+                    if d == '}' {
+                        break;
+                    }
+                    rep.push(d);
+                }
+                match rep.strip_suffix(',').and_then(|n| n.parse::<u32>().ok()) {
+                    Some(n) => out.push_str(&format!("{{{n},{}}}", n.saturating_add(REPEAT_BOUND))),
+                    None => out.push_str(&format!("{{{rep}}}")),
+                }
             }
             _ => out.push(c),
         }
     }
     out
+}
+
+/// The longest match `pattern` can have, in bytes, when it is bounded.
+fn max_len(pattern: &str) -> Option<usize> {
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    hir.properties().maximum_len()
+}
+
+/// The hits of rule `i` in `hits` (sorted by rule).
+fn of_rule(hits: &[Hit], i: usize) -> &[Hit] {
+    let a = hits.partition_point(|h| h.0 < i);
+    let b = hits.partition_point(|h| h.0 <= i);
+    hits.get(a..b).unwrap_or_default()
+}
+
+/// The text of the leftmost match of `re` in all of `text`.
+fn whole<'t>(re: &meta::Regex, text: &'t str) -> Option<&'t str> {
+    re.find(text).and_then(|m| text.get(m.range()))
+}
+
+impl Compiled {
+    /// The leftmost match in `text`, given the occurrences of this rule's triggers there
+    /// (sorted by start). The same match as [`whole`] whenever the rule's triggers are right.
+    fn find<'t>(&self, text: &'t str, hits: &[Hit]) -> Option<&'t str> {
+        match self.find {
+            Find::Always => whole(&self.re, text),
+            Find::Prefix => {
+                let mut last = None;
+                for &(_, start, _) in hits {
+                    if last == Some(start) {
+                        continue;
+                    }
+                    last = Some(start);
+                    let input = Input::new(text).range(start..).anchored(Anchored::Yes);
+                    if let Some(m) = self.re.find(input) {
+                        return text.get(m.range());
+                    }
+                }
+                None
+            }
+            Find::Window { max_len } => {
+                // Merge overlapping windows; search each; the first with a match holds the
+                // leftmost one, which starts no earlier than the window (an earlier match would
+                // contain an earlier trigger, inside an earlier window).
+                let mut window: Option<(usize, usize)> = None;
+                for &(_, start, end) in hits {
+                    let (a, b) = (
+                        start.saturating_sub(max_len),
+                        end.saturating_add(max_len).min(text.len()),
+                    );
+                    match window {
+                        Some((wa, wb)) if a <= wb => window = Some((wa, wb.max(b))),
+                        _ => {
+                            if let Some(m) = window.and_then(|w| self.in_window(text, w)) {
+                                return Some(m);
+                            }
+                            window = Some((a, b));
+                        }
+                    }
+                }
+                window.and_then(|w| self.in_window(text, w))
+            }
+        }
+    }
+
+    fn in_window<'t>(&self, text: &'t str, (a, b): (usize, usize)) -> Option<&'t str> {
+        if a > b || b > text.len() || !self.re.is_match(Input::new(text).range(a..b)) {
+            return None;
+        }
+        let m = self.re.find(Input::new(text).range(a..))?;
+        text.get(m.range())
+    }
 }
 
 /// Words at least one of which every match of the rule contains, for rules whose patterns
@@ -664,6 +875,39 @@ fn manual_triggers(rule: &str) -> Option<&'static [&'static str]> {
             "hacked",
         ],
         "known_issue" => &["known"],
+        "policy_request" => &[
+            "policy",
+            "process",
+            "contact",
+            "key",
+            "fingerprint",
+            "security.txt",
+            "report",
+            "address",
+        ],
+        "vendor_coordination" => &[
+            "notif",
+            "downstream",
+            "advance",
+            "first response",
+            "person",
+            "contact",
+            "address",
+            "whoever",
+        ],
+        "findings_list" => &["vulnerabilit", "issues", "cves", "findings"],
+        "is_it_a_bug" => &["bug"],
+        "scan_report" => &[
+            "scan",
+            "automated",
+            "plugin",
+            "vulnerabilit",
+            "risk",
+            "alerts",
+            "issues",
+            "findings",
+            "critical",
+        ],
         "is_there_a_setting" => &["there", "gracefully"],
         "regression" => &[
             "regression",
@@ -753,7 +997,11 @@ fn own_words(body: &str) -> String {
             continue;
         }
         if line.is_ascii() {
-            out.extend(line.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+            let start = out.len();
+            out.push_str(line);
+            if let Some(added) = out.get_mut(start..) {
+                added.make_ascii_lowercase();
+            }
         } else {
             out.push_str(&line.to_lowercase());
         }
