@@ -35,41 +35,17 @@ pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
 pub type Report<'a, E> = Result<(&'a Item, &'a Result<Outcome, StoreError>), E>;
 
 /// Runs the pipeline over items from any iterator, in batches, calling `report` for each
-/// item (in order) once its batch is committed. Stops at the first store failure.
+/// item (in order) once its batch is committed. Stops at the first store failure. See
+/// [`Pipeline::process_stream`]: `report` runs on the writer thread.
 pub fn ingest<I, E>(
     pipeline: &Pipeline,
     store: &mut Store,
     items: I,
-    mut report: impl FnMut(Report<'_, E>),
+    report: impl FnMut(Report<'_, E>) + Send,
 ) -> Result<(), StoreError>
 where
     I: IntoIterator<Item = Result<Item, E>>,
+    E: Send,
 {
-    let mut batch: Vec<Item> = Vec::new();
-    let mut bytes = 0;
-    let mut flush = |batch: &mut Vec<Item>, report: &mut dyn FnMut(Report<'_, E>)| {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let results = pipeline.process_batch(store, batch)?;
-        for (item, r) in batch.iter().zip(results.iter()) {
-            report(Ok((item, r)));
-        }
-        batch.clear();
-        Ok::<(), StoreError>(())
-    };
-    for item in items {
-        match item {
-            Ok(item) => {
-                bytes += item.raw.len();
-                batch.push(item);
-                if batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
-                    flush(&mut batch, &mut report)?;
-                    bytes = 0;
-                }
-            }
-            Err(e) => report(Err(e)),
-        }
-    }
-    flush(&mut batch, &mut report)
+    pipeline.process_stream(store, items, report)
 }

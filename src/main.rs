@@ -262,8 +262,8 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
     let mut store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
     let pipeline = Pipeline::new(config, templates);
     let mut t = Totals::default();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // `report` runs on the writer thread: a buffered Stdout (Send), not a StdoutLock.
+    let mut out = std::io::BufWriter::new(std::io::stdout());
     secintake::ingest(&pipeline, &mut store, LocalSource::new(paths), |r| {
         t.messages += 1;
         let line = match r {
@@ -326,6 +326,7 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
         "{} messages: {reports} new cases, {followups} follow-ups, {format} format rejections, {offtopic} off-topic, {ignored} ignored, {} duplicates, {} errors",
         t.messages, t.duplicates, t.errors
     )?;
+    out.flush()?;
     let stats = send_outbox(pipeline.config(), &mut store)?;
     let where_to = match &pipeline.config().smtp.transport {
         secintake::config::Transport::File { dir } => format!(" (written to {})", dir.display()),

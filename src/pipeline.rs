@@ -58,6 +58,17 @@ pub struct Recorded {
     pub withheld: Vec<(ReplyKind, &'static str)>,
 }
 
+/// Messages prepared ahead of the writer in [`Pipeline::process_batch`]: enough to keep both
+/// threads busy, few enough that a run of 2 MB messages holds little memory.
+const PREPARED_AHEAD: usize = 8;
+
+/// A message hashed, parsed and classified as far as it can be without the store.
+struct Prepared {
+    sha256: String,
+    msg: Inbound,
+    verdict: Verdict,
+}
+
 /// Parse, classify, decide and record, for one config.
 pub struct Pipeline {
     config: Config,
@@ -88,17 +99,152 @@ impl Pipeline {
     /// Records `items` in one transaction. Each result is the outcome of the item at the same
     /// index; an `Err` item was rolled back and must not be marked done at its source. An
     /// `Err` of the whole call means nothing was committed.
+    ///
+    /// The store is single-writer, but most of the work per message is not: hashing, parsing
+    /// and classifying ([`Pipeline::prepare`]) run on the calling thread while a second thread
+    /// records the messages prepared so far. (That way round, the calling thread stays the
+    /// one whose regex caches stay warm from batch to batch.)
     pub fn process_batch(
         &self,
         store: &mut Store,
         items: &[Item],
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        if items.len() < 2 {
+            let prepared = items.iter().map(|item| (item, self.prepare(item)));
+            return self.record_batch(store, prepared, items.len());
+        }
+        std::thread::scope(|s| {
+            let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
+            let writer = s.spawn(move || self.record_batch(store, recv.into_iter(), items.len()));
+            for item in items {
+                if send.send((item, self.prepare(item))).is_err() {
+                    break; // the writer stopped on an error
+                }
+            }
+            drop(send);
+            join(writer)
+        })
+    }
+
+    /// Records a stream of items in transactions of [`crate::BATCH_MESSAGES`] messages or
+    /// [`crate::BATCH_BYTES`] bytes, calling `report` for each item, in order, once its
+    /// transaction has committed (and for each error of the source, in its place). Stops at
+    /// the first store failure.
+    ///
+    /// As in [`Pipeline::process_batch`], the calling thread reads and prepares while a
+    /// writer thread records; here the writer lives for the whole stream, so reading and
+    /// preparing go on while a batch commits.
+    pub fn process_stream<I, E>(
+        &self,
+        store: &mut Store,
+        items: I,
+        report: impl FnMut(crate::Report<'_, E>) + Send,
+    ) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = Result<Item, E>>,
+        E: Send,
+    {
+        std::thread::scope(|s| {
+            let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
+            let writer = s.spawn(move || self.write_stream(store, recv, report));
+            for item in items {
+                let prepared = item.map(|item| {
+                    let p = self.prepare(&item);
+                    (item, p)
+                });
+                if send.send(prepared).is_err() {
+                    break; // the writer stopped on an error
+                }
+            }
+            drop(send);
+            join(writer)
+        })
+    }
+
+    fn write_stream<E>(
+        &self,
+        store: &mut Store,
+        recv: std::sync::mpsc::Receiver<Result<(Item, Prepared), E>>,
+        mut report: impl FnMut(crate::Report<'_, E>),
+    ) -> Result<(), StoreError> {
+        let mut order: Vec<Result<Item, E>> = Vec::new();
+        let mut prepared: Vec<Prepared> = Vec::new();
+        let mut bytes = 0;
+        let mut recv = recv.into_iter();
+        loop {
+            let next = recv.next();
+            let end = next.is_none();
+            match next {
+                Some(Ok((item, p))) => {
+                    bytes += item.raw.len();
+                    order.push(Ok(item));
+                    prepared.push(p);
+                }
+                Some(Err(e)) => order.push(Err(e)),
+                None => {}
+            }
+            if !(end || prepared.len() >= crate::BATCH_MESSAGES || bytes >= crate::BATCH_BYTES) {
+                continue;
+            }
+            let items = order.iter().filter_map(|i| i.as_ref().ok());
+            let results = if prepared.is_empty() {
+                Vec::new()
+            } else {
+                let n = prepared.len();
+                self.record_batch(store, items.zip(prepared.drain(..)), n)?
+            };
+            let mut results = results.iter();
+            for entry in order.drain(..) {
+                match entry {
+                    Err(e) => report(Err(e)),
+                    Ok(item) => {
+                        if let Some(r) = results.next() {
+                            report(Ok((&item, r)));
+                        }
+                    }
+                }
+            }
+            bytes = 0;
+            if end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Records prepared messages in one transaction.
+    fn record_batch<'a>(
+        &self,
+        store: &mut Store,
+        prepared: impl Iterator<Item = (&'a Item, Prepared)>,
+        len: usize,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let mut tx = store.batch()?;
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
+        let results = self.record_all(&mut tx, prepared, len)?;
+        tx.commit()?;
+        Ok(results)
+    }
+
+    /// The store-independent work for one message.
+    fn prepare(&self, item: &Item) -> Prepared {
+        let msg = parse::parse(&item.raw);
+        let verdict = self.classifier.prepare(&msg);
+        Prepared {
+            sha256: hex::encode(Sha256::digest(&item.raw)),
+            msg,
+            verdict,
+        }
+    }
+
+    fn record_all<'a>(
+        &self,
+        tx: &mut rusqlite::Transaction<'_>,
+        prepared: impl Iterator<Item = (&'a Item, Prepared)>,
+        len: usize,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(len);
+        for (item, p) in prepared {
             let sp = tx.savepoint()?;
-            let r = self.process_one(&sp, item, SystemTime::now());
-            match r {
+            match self.process_one(&sp, item, p, SystemTime::now()) {
                 Ok(outcome) => {
                     sp.commit()?;
                     results.push(Ok(outcome));
@@ -110,17 +256,15 @@ impl Pipeline {
                 }
             }
         }
-        tx.commit()?;
         Ok(results)
     }
 
-    fn process_one(&self, conn: &Connection, item: &Item, now: SystemTime) -> Result<Outcome, StoreError> {
-        let sha256 = hex::encode(Sha256::digest(&item.raw));
-        let msg = parse::parse(&item.raw);
+    fn process_one(&self, conn: &Connection, item: &Item, p: Prepared, now: SystemTime) -> Result<Outcome, StoreError> {
+        let Prepared { sha256, msg, verdict } = p;
         if let Some(of) = store::find_duplicate(conn, &sha256, &item.source, msg.message_id.as_deref())? {
             return Ok(Outcome::Duplicate { of });
         }
-        let verdict = self.classifier.classify(&msg, &StoreThreads(conn));
+        let verdict = self.classifier.finish(&msg, &StoreThreads(conn), verdict);
         let at = unix(now);
         let signals = serde_json::to_string(&verdict.signals).unwrap_or_else(|_| "[]".into());
         let from_addr = msg.from.as_ref().map(|f| excerpt(&f.address, 200)).unwrap_or_default();
@@ -315,6 +459,14 @@ impl Pipeline {
                 at,
             },
         )
+    }
+}
+
+/// Joins a scoped thread, passing on its panic.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match handle.join() {
+        Ok(t) => t,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 

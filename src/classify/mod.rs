@@ -212,6 +212,26 @@ impl Classifier {
         self.classify_with_limit(msg, threads, self.max_size)
     }
 
+    /// The part of [`Classifier::classify`] that needs no store: the verdict as if the
+    /// message linked to no case. Pure, so it can run on another thread ahead of the store;
+    /// [`Classifier::finish`] completes it.
+    pub fn prepare(&self, msg: &Inbound) -> Verdict {
+        self.classify(msg, &NoThreads)
+    }
+
+    /// Completes a verdict from [`Classifier::prepare`] against the store: always equal to
+    /// `classify(msg, threads)`. Only a message that links to a case or answers one of our
+    /// off-topic replies (rare) is classified again.
+    pub fn finish(&self, msg: &Inbound, threads: &dyn Threads, prepared: Verdict) -> Verdict {
+        if prepared.verdict == Kind::Ignore {
+            return prepared;
+        }
+        match self.thread.check(msg, threads) {
+            thread::Link::None => prepared,
+            _ => self.classify(msg, threads),
+        }
+    }
+
     /// As [`Classifier::classify`], with another size limit (fixture tests).
     pub fn classify_with_limit(&self, msg: &Inbound, threads: &dyn Threads, max_size: usize) -> Verdict {
         if let Some((reason, signal)) = automated::check(msg) {
