@@ -247,7 +247,8 @@ impl Classifier {
             return Verdict::new(Kind::RejectFormat, Some(reason), vec![signal]);
         }
         let appeal = matches!(link, thread::Link::Appeal { .. });
-        let scored = self.topic.score(msg);
+        let text = topic::Text::of(msg);
+        let scored = self.topic.score_text(&text);
         let mut v = match (appeal, scored.offtopic) {
             (false, Some(reason)) => Verdict::new(Kind::RejectOfftopic, Some(reason), scored.signals),
             _ => {
@@ -259,7 +260,7 @@ impl Classifier {
             }
         };
         if v.verdict == Kind::Report {
-            let routed = self.router.route(&msg.subject, msg.body());
+            let routed = self.router.route(&text.subject, &text.body);
             v.project = routed.project;
             v.keywords = routed.hits;
         }

@@ -1,7 +1,7 @@
 //! Routing: which project's team gets a report.
 //!
-//! Every project keyword goes into one Aho-Corasick automaton (ASCII case-insensitive,
-//! leftmost-longest), which scans subject and body once. A hit counts only as a whole word:
+//! Every project keyword goes into one Aho-Corasick automaton (lowercased, leftmost-longest),
+//! which scans the lowercased subject and body once. A hit counts only as a whole word:
 //! the characters around it must not be letters, digits or `_`. A subject hit weighs
 //! [`SUBJECT_WEIGHT`], a body hit 1, so a report naming one project in passing and another
 //! throughout goes to the second. The top score wins; a tie routes to nobody (the default
@@ -56,9 +56,8 @@ impl Router {
             None
         } else {
             AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostLongest)
-                .build(patterns.iter().map(|(_, k)| k.as_str()))
+                .build(patterns.iter().map(|(_, k)| k.to_lowercase()))
                 .ok()
         };
         Router {
@@ -68,7 +67,9 @@ impl Router {
         }
     }
 
-    /// Routes a report by its subject and body.
+    /// Routes a report by its subject and body, both lowercased (the classifier passes the
+    /// topic rules' [`super::topic::Text`]: the sender's own words, without quoted lines and
+    /// signature).
     pub fn route(&self, subject: &str, body: &str) -> Routed {
         let Some(ac) = &self.automaton else {
             return Routed::default();

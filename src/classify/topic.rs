@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
-use regex_automata::{Anchored, Input, meta};
+use regex_automata::{Anchored, Input, meta, util::syntax};
 
 use super::{Reason, Signal};
 use crate::parse::Inbound;
@@ -323,16 +323,9 @@ static SEVERITY_FIELD: LazyLock<Regex> = LazyLock::new(|| {
 const STACK_FRAME_PATTERN: &str = r"^\s*(?:at [\w$.<>/]+\(|file .*, line \d+, in |#\d+\s+0x[0-9a-f]+ in )";
 static STACK_FRAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&ascii_pattern(false, STACK_FRAME_PATTERN)).expect("static regex"));
-/// [`STACK_FRAME`] over a whole body: one match per frame line. Whitespace here never
-/// includes a line break, so no match leaves its line.
-static STACK_FRAME_LINES: LazyLock<Regex> = LazyLock::new(|| {
-    let one_line = ascii_pattern(false, STACK_FRAME_PATTERN).replace(r"\n", "");
-    Regex::new(&format!("(?m){one_line}")).expect("static regex")
-});
-/// Every line [`SEVERITY_ROW`] or [`SEVERITY_FIELD`] can match contains one of these.
-static SEVERITY_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::new(["critical", "high", "medium", "moderate", "low", "severity", "risk"]).expect("static words")
-});
+/// Every line [`SEVERITY_ROW`] or [`SEVERITY_FIELD`] can match contains one of these. They
+/// are triggers too, of a pseudo-rule numbered `RULES.len()`, so the one trigger pass finds them.
+const SEVERITY_WORDS: [&str; 7] = ["critical", "high", "medium", "moderate", "low", "severity", "risk"];
 
 /// Lines of a body that count as shapes rather than words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,34 +339,41 @@ struct Lines {
 }
 
 impl Lines {
-    /// Counts, visiting only the lines that can count: those holding a severity word, a
-    /// frame, or a `?`.
-    fn count(body: &str) -> Lines {
+    /// Counts, running the line regexes only on the lines that can match them.
+    /// `severity` holds where the [`SEVERITY_WORDS`] occur in `body`, sorted by start.
+    fn count(body: &str, severity: &[Hit]) -> Lines {
+        let word = |i: usize| {
+            body.as_bytes()
+                .get(i)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        };
         let mut severity_rows = 0;
         let mut line_end = 0;
-        for m in SEVERITY_WORDS.find_iter(body) {
-            if m.start() < line_end {
+        for &(_, start, end) in severity {
+            // Every severity shape has the word standing alone ("follow" is not "low").
+            if start < line_end || (start > 0 && word(start - 1)) || word(end) {
                 continue;
             }
-            let start = body.get(..m.start()).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
-            line_end = body
-                .get(m.start()..)
-                .and_then(|s| s.find('\n'))
-                .map_or(body.len(), |i| m.start() + i);
+            let at = start;
+            let start = body.get(..at).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+            line_end = body.get(at..).and_then(|s| s.find('\n')).map_or(body.len(), |i| at + i);
             if body.get(start..line_end).is_some_and(severity_row) {
                 severity_rows += 1;
             }
         }
-        let frames = STACK_FRAME_LINES.find_iter(body).count();
-        // A line ends with '?' when only whitespace follows its last '?'.
-        let questions = body
-            .match_indices('?')
-            .filter(|&(i, _)| {
-                let rest = body.get(i + 1..).unwrap_or_default();
-                let line = rest.split('\n').next().unwrap_or_default();
-                line.trim_end().is_empty()
-            })
-            .count();
+        let (mut frames, mut questions) = (0, 0);
+        for line in body.lines() {
+            // Every frame starts with "at", "file" or "#" after the indentation.
+            let code = line.trim_start_matches(['\t', '\x0B', '\x0C', '\r', ' ']);
+            if (code.starts_with("at") || code.starts_with("file") || code.starts_with('#'))
+                && STACK_FRAME.is_match(line)
+            {
+                frames += 1;
+            }
+            if line.trim_end().ends_with('?') {
+                questions += 1;
+            }
+        }
         Lines {
             severity_rows,
             frames,
@@ -476,9 +476,17 @@ impl TopicRules {
         for (i, rule) in RULES.iter().enumerate() {
             let manual = manual_triggers(rule.name);
             let pattern = ascii_pattern(manual.is_some(), rule.pattern);
-            let re = meta::Regex::new(&pattern).expect("static rules compile");
+            // Bytes, not chars: the rules are ASCII, and `[^?!;]{0,100}` as UTF-8 would
+            // be 400 bytes long, for a DFA four times the size and windows four times as wide.
+            let re = meta::Builder::new()
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .build(&pattern)
+                .expect("static rules compile");
             let (find, lits) = match manual {
                 Some(w) => match max_len(&pattern) {
+                    // A rule that ends with '?' is searched around the question marks, which
+                    // are rarer than any of its words.
+                    Some(max_len) if ends_with_question(&pattern) => (Find::Window { max_len }, vec![b"?".to_vec()]),
                     Some(max_len) => (
                         Find::Window { max_len },
                         w.iter().map(|x| x.as_bytes().to_vec()).collect(),
@@ -503,6 +511,17 @@ impl TopicRules {
                 }
             }
             rules.push(Compiled { re, find });
+        }
+        let severity = RULES.len();
+        for w in SEVERITY_WORDS {
+            let n = *index.entry(w.as_bytes().to_vec()).or_insert_with(|| {
+                words.push(w.as_bytes().to_vec());
+                trigger_rules.push(Vec::new());
+                words.len() - 1
+            });
+            if let Some(rules) = trigger_rules.get_mut(n) {
+                rules.push(severity);
+            }
         }
         let triggers = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -535,13 +554,17 @@ impl TopicRules {
 
     /// Scores a message and decides whether it is off-topic.
     pub fn score(&self, msg: &Inbound) -> Scored {
-        let subject = lowercase(&msg.subject);
-        let body = own_words(msg.body());
-        let (in_subject, in_body) = (self.hits(&subject), self.hits(&body));
+        self.score_text(&Text::of(msg))
+    }
+
+    /// As [`TopicRules::score`], on text already made.
+    pub fn score_text(&self, text: &Text) -> Scored {
+        let (subject, body) = (&text.subject, &text.body);
+        let (in_subject, in_body) = (self.hits(subject), self.hits(body));
         let mut fired: Vec<(usize, &str)> = Vec::new();
         for (i, (rule, c)) in RULES.iter().zip(&self.rules).enumerate() {
-            let in_s = || c.find(&subject, of_rule(&in_subject, i));
-            let in_b = || c.find(&body, of_rule(&in_body, i));
+            let in_s = || c.find(subject, of_rule(&in_subject, i));
+            let in_b = || c.find(body, of_rule(&in_body, i));
             let hit = match rule.scope {
                 Subject => in_s(),
                 Body => in_b(),
@@ -551,7 +574,11 @@ impl TopicRules {
                 fired.push((i, m));
             }
         }
-        self.decide(&body, fired, Lines::count(&body))
+        let lines = match self.triggers {
+            Some(_) => Lines::count(body, of_rule(&in_body, RULES.len())),
+            None => Lines::count_each(body),
+        };
+        self.decide(body, fired, lines)
     }
 
     /// Scoring the plain way: every rule searches all the text, and every line is matched
@@ -780,10 +807,28 @@ fn ascii_pattern(bounded: bool, pattern: &str) -> String {
     out
 }
 
+/// `pattern` parsed as the rules are compiled: on bytes.
+fn parse_bytes(pattern: &str) -> Option<regex_syntax::hir::Hir> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()
+}
+
 /// The longest match `pattern` can have, in bytes, when it is bounded.
 fn max_len(pattern: &str) -> Option<usize> {
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
-    hir.properties().maximum_len()
+    parse_bytes(pattern)?.properties().maximum_len()
+}
+
+/// Whether every match of `pattern` ends with '?'.
+fn ends_with_question(pattern: &str) -> bool {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Some(hir) = parse_bytes(pattern) else { return false };
+    let seq = Extractor::new().kind(ExtractKind::Suffix).extract(&hir);
+    seq.literals()
+        .is_some_and(|lits| !lits.is_empty() && lits.iter().all(|l| l.as_bytes() == b"?"))
 }
 
 /// The hits of rule `i` in `hits` (sorted by rule).
@@ -795,7 +840,20 @@ fn of_rule(hits: &[Hit], i: usize) -> &[Hit] {
 
 /// The text of the leftmost match of `re` in all of `text`.
 fn whole<'t>(re: &meta::Regex, text: &'t str) -> Option<&'t str> {
-    re.find(text).and_then(|m| text.get(m.range()))
+    re.find(text).map(|m| evidence(text, m.range()))
+}
+
+/// The text of a match, widened to whole characters (the rules match bytes, and a class such
+/// as `[^?]` can end inside a character).
+fn evidence(text: &str, range: std::ops::Range<usize>) -> &str {
+    let (mut a, mut b) = (range.start.min(text.len()), range.end.min(text.len()));
+    while !text.is_char_boundary(a) {
+        a -= 1;
+    }
+    while !text.is_char_boundary(b) {
+        b += 1;
+    }
+    text.get(a..b).unwrap_or_default()
 }
 
 impl Compiled {
@@ -813,7 +871,7 @@ impl Compiled {
                     last = Some(start);
                     let input = Input::new(text).range(start..).anchored(Anchored::Yes);
                     if let Some(m) = self.re.find(input) {
-                        return text.get(m.range());
+                        return Some(evidence(text, m.range()));
                     }
                 }
                 None
@@ -848,7 +906,7 @@ impl Compiled {
             return None;
         }
         let m = self.re.find(Input::new(text).range(a..))?;
-        text.get(m.range())
+        Some(evidence(text, m.range()))
     }
 }
 
@@ -975,6 +1033,25 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
         return None;
     }
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// What the topic rules (and the router) read: the subject and the sender's own words of the
+/// body, lowercased.
+pub struct Text {
+    /// The subject, lowercased.
+    pub subject: String,
+    /// The body without quoted lines and signature, lowercased ([`own_words`]).
+    pub body: String,
+}
+
+impl Text {
+    /// The text of a message.
+    pub fn of(msg: &Inbound) -> Text {
+        Text {
+            subject: lowercase(&msg.subject),
+            body: own_words(msg.body()),
+        }
+    }
 }
 
 /// Lowercase, cheaply for the common all-ASCII case.
