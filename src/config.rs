@@ -715,7 +715,7 @@ impl Validator<'_> {
                 if idle_timeout >= Duration::from_secs(29 * 60) {
                     self.err(&k("idle_timeout"), "must stay under 29 minutes (RFC 2177)");
                 }
-                let batch_size = m.batch_size.unwrap_or(500);
+                let batch_size = m.batch_size.unwrap_or(200);
                 if batch_size == 0 {
                     self.err(&k("batch_size"), "must be at least 1");
                 }
