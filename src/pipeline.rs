@@ -58,8 +58,9 @@ pub struct Recorded {
     pub withheld: Vec<(ReplyKind, &'static str)>,
 }
 
-/// Messages prepared ahead of the writer in [`Pipeline::process_batch`]: enough to keep both
-/// threads busy, few enough that a run of 2 MB messages holds little memory.
+/// Messages prepared ahead of the writer ([`Pipeline::process_batch`],
+/// [`Pipeline::process_stream`]): enough to keep both threads busy, few enough that a run of
+/// 2 MB messages holds little memory.
 const PREPARED_AHEAD: usize = 8;
 
 /// A message hashed, parsed and classified as far as it can be without the store.
@@ -110,20 +111,15 @@ impl Pipeline {
         items: &[Item],
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         if items.len() < 2 {
+            // One message (the IDLE case): not worth a thread.
             let prepared = items.iter().map(|item| (item, self.prepare(item)));
             return self.record_batch(store, prepared, items.len());
         }
-        std::thread::scope(|s| {
-            let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
-            let writer = s.spawn(move || self.record_batch(store, recv.into_iter(), items.len()));
-            for item in items {
-                if send.send((item, self.prepare(item))).is_err() {
-                    break; // the writer stopped on an error
-                }
-            }
-            drop(send);
-            join(writer)
-        })
+        self.prepare_ahead(
+            items,
+            |item| (item, self.prepare(item)),
+            |prepared| self.record_batch(store, prepared, items.len()),
+        )
     }
 
     /// Records a stream of items in transactions of [`crate::BATCH_MESSAGES`] messages or
@@ -144,33 +140,52 @@ impl Pipeline {
         I: IntoIterator<Item = Result<Item, E>>,
         E: Send,
     {
-        std::thread::scope(|s| {
-            let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
-            let writer = s.spawn(move || self.write_stream(store, recv, report));
-            for item in items {
-                let prepared = item.map(|item| {
+        self.prepare_ahead(
+            items,
+            |item| {
+                item.map(|item| {
                     let p = self.prepare(&item);
                     (item, p)
-                });
-                if send.send(prepared).is_err() {
+                })
+            },
+            |prepared| self.write_stream(store, prepared, report),
+        )
+    }
+
+    /// Runs `write` on a scoped writer thread over what this thread makes of `items` with
+    /// `prepare`, at most [`PREPARED_AHEAD`] ahead of it. A writer that stops early (a store
+    /// error) stops the preparing too.
+    fn prepare_ahead<T, P: Send, R: Send>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        prepare: impl Fn(T) -> P,
+        write: impl FnOnce(std::sync::mpsc::IntoIter<P>) -> R + Send,
+    ) -> R {
+        std::thread::scope(|s| {
+            let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
+            let writer = s.spawn(move || write(recv.into_iter()));
+            for item in items {
+                if send.send(prepare(item)).is_err() {
                     break; // the writer stopped on an error
                 }
             }
             drop(send);
-            join(writer)
+            match writer.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         })
     }
 
     fn write_stream<E>(
         &self,
         store: &mut Store,
-        recv: std::sync::mpsc::Receiver<Result<(Item, Prepared), E>>,
+        mut recv: impl Iterator<Item = Result<(Item, Prepared), E>>,
         mut report: impl FnMut(crate::Report<'_, E>),
     ) -> Result<(), StoreError> {
         let mut order: Vec<Result<Item, E>> = Vec::new();
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut bytes = 0;
-        let mut recv = recv.into_iter();
         loop {
             let next = recv.next();
             let end = next.is_none();
@@ -459,14 +474,6 @@ impl Pipeline {
                 at,
             },
         )
-    }
-}
-
-/// Joins a scoped thread, passing on its panic.
-fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    match handle.join() {
-        Ok(t) => t,
-        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 

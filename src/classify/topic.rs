@@ -25,6 +25,8 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
 use regex_automata::{Anchored, Input, meta, util::syntax};
+use regex_syntax::hir::Hir;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use super::{Reason, Signal};
 use crate::parse::Inbound;
@@ -349,15 +351,14 @@ impl Lines {
         };
         let mut severity_rows = 0;
         let mut line_end = 0;
-        for &(_, start, end) in severity {
+        for &(_, at, end) in severity {
             // Every severity shape has the word standing alone ("follow" is not "low").
-            if start < line_end || (start > 0 && word(start - 1)) || word(end) {
+            if at < line_end || (at > 0 && word(at - 1)) || word(end) {
                 continue;
             }
-            let at = start;
-            let start = body.get(..at).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+            let line_start = body.get(..at).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
             line_end = body.get(at..).and_then(|s| s.find('\n')).map_or(body.len(), |i| at + i);
-            if body.get(start..line_end).is_some_and(severity_row) {
+            if body.get(line_start..line_end).is_some_and(severity_row) {
                 severity_rows += 1;
             }
         }
@@ -470,9 +471,22 @@ impl TopicRules {
         // still, so one Aho-Corasick pass finds where each rule's literals occur, and a rule is
         // searched only there (see `Find`).
         let mut rules = Vec::with_capacity(RULES.len());
+        // Each distinct literal is one automaton pattern, listing the rules it triggers.
         let mut words: Vec<Vec<u8>> = Vec::new();
         let mut trigger_rules: Vec<Vec<usize>> = Vec::new();
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut trigger = |literal: Vec<u8>, rule: usize| {
+            let n = *index.entry(literal.clone()).or_insert_with(|| {
+                words.push(literal);
+                trigger_rules.push(Vec::new());
+                words.len() - 1
+            });
+            if let Some(rules) = trigger_rules.get_mut(n)
+                && !rules.contains(&rule)
+            {
+                rules.push(rule);
+            }
+        };
         for (i, rule) in RULES.iter().enumerate() {
             let manual = manual_triggers(rule.name);
             let pattern = ascii_pattern(manual.is_some(), rule.pattern);
@@ -482,46 +496,35 @@ impl TopicRules {
                 .syntax(syntax::Config::new().unicode(false).utf8(false))
                 .build(&pattern)
                 .expect("static rules compile");
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(&pattern)
+                .expect("static rules parse");
             let (find, lits) = match manual {
-                Some(w) => match max_len(&pattern) {
+                Some(w) => match hir.properties().maximum_len() {
                     // A rule that ends with '?' is searched around the question marks, which
                     // are rarer than any of its words.
-                    Some(max_len) if ends_with_question(&pattern) => (Find::Window { max_len }, vec![b"?".to_vec()]),
+                    Some(max_len) if ends_with_question(&hir) => (Find::Window { max_len }, vec![b"?".to_vec()]),
                     Some(max_len) => (
                         Find::Window { max_len },
                         w.iter().map(|x| x.as_bytes().to_vec()).collect(),
                     ),
                     None => (Find::Always, Vec::new()),
                 },
-                None => match literal_prefixes(&pattern) {
+                None => match literal_prefixes(&hir) {
                     Some(lits) => (Find::Prefix, lits),
                     None => (Find::Always, Vec::new()),
                 },
             };
             for l in lits {
-                let n = *index.entry(l.clone()).or_insert_with(|| {
-                    words.push(l);
-                    trigger_rules.push(Vec::new());
-                    words.len() - 1
-                });
-                if let Some(rules) = trigger_rules.get_mut(n)
-                    && !rules.contains(&i)
-                {
-                    rules.push(i);
-                }
+                trigger(l, i);
             }
             rules.push(Compiled { re, find });
         }
-        let severity = RULES.len();
         for w in SEVERITY_WORDS {
-            let n = *index.entry(w.as_bytes().to_vec()).or_insert_with(|| {
-                words.push(w.as_bytes().to_vec());
-                trigger_rules.push(Vec::new());
-                words.len() - 1
-            });
-            if let Some(rules) = trigger_rules.get_mut(n) {
-                rules.push(severity);
-            }
+            trigger(w.as_bytes().to_vec(), RULES.len());
         }
         let triggers = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -561,19 +564,10 @@ impl TopicRules {
     pub fn score_text(&self, text: &Text) -> Scored {
         let (subject, body) = (&text.subject, &text.body);
         let (in_subject, in_body) = (self.hits(subject), self.hits(body));
-        let mut fired: Vec<(usize, &str)> = Vec::new();
-        for (i, (rule, c)) in RULES.iter().zip(&self.rules).enumerate() {
-            let in_s = || c.find(subject, of_rule(&in_subject, i));
-            let in_b = || c.find(body, of_rule(&in_body, i));
-            let hit = match rule.scope {
-                Subject => in_s(),
-                Body => in_b(),
-                Any => in_s().or_else(in_b),
-            };
-            if let Some(m) = hit {
-                fired.push((i, m));
-            }
-        }
+        let fired = self.fire(|i, c, part| match part {
+            Subject => c.find(subject, of_rule(&in_subject, i)),
+            _ => c.find(body, of_rule(&in_body, i)),
+        });
         let lines = match self.triggers {
             Some(_) => Lines::count(body, of_rule(&in_body, RULES.len())),
             None => Lines::count_each(body),
@@ -585,22 +579,29 @@ impl TopicRules {
     /// against the line shapes. Tests compare the two.
     #[doc(hidden)]
     pub fn score_unfiltered(&self, msg: &Inbound) -> Scored {
-        let subject = lowercase(&msg.subject);
-        let body = own_words(msg.body());
-        let mut fired: Vec<(usize, &str)> = Vec::new();
+        let Text { subject, body } = Text::of(msg);
+        let fired = self.fire(|_, c, part| match part {
+            Subject => whole(&c.re, &subject),
+            _ => whole(&c.re, &body),
+        });
+        self.decide(&body, fired, Lines::count_each(&body))
+    }
+
+    /// Every rule that matches where its scope says, with its evidence, in [`RULES`] order.
+    /// `find(i, rule, part)` searches rule `i` in the subject (`Subject`) or the body (`Body`).
+    fn fire<'t>(&self, find: impl Fn(usize, &Compiled, Scope) -> Option<&'t str>) -> Vec<(usize, &'t str)> {
+        let mut fired = Vec::new();
         for (i, (rule, c)) in RULES.iter().zip(&self.rules).enumerate() {
-            let in_s = || whole(&c.re, &subject);
-            let in_b = || whole(&c.re, &body);
             let hit = match rule.scope {
-                Subject => in_s(),
-                Body => in_b(),
-                Any => in_s().or_else(in_b),
+                Subject => find(i, c, Subject),
+                Body => find(i, c, Body),
+                Any => find(i, c, Subject).or_else(|| find(i, c, Body)),
             };
             if let Some(m) = hit {
                 fired.push((i, m));
             }
         }
-        self.decide(&body, fired, Lines::count_each(&body))
+        fired
     }
 
     fn decide(&self, body: &str, fired: Vec<(usize, &str)>, lines: Lines) -> Scored {
@@ -807,26 +808,9 @@ fn ascii_pattern(bounded: bool, pattern: &str) -> String {
     out
 }
 
-/// `pattern` parsed as the rules are compiled: on bytes.
-fn parse_bytes(pattern: &str) -> Option<regex_syntax::hir::Hir> {
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .ok()
-}
-
-/// The longest match `pattern` can have, in bytes, when it is bounded.
-fn max_len(pattern: &str) -> Option<usize> {
-    parse_bytes(pattern)?.properties().maximum_len()
-}
-
-/// Whether every match of `pattern` ends with '?'.
-fn ends_with_question(pattern: &str) -> bool {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let Some(hir) = parse_bytes(pattern) else { return false };
-    let seq = Extractor::new().kind(ExtractKind::Suffix).extract(&hir);
+/// Whether every match of a rule ends with '?'.
+fn ends_with_question(hir: &Hir) -> bool {
+    let seq = Extractor::new().kind(ExtractKind::Suffix).extract(hir);
     seq.literals()
         .is_some_and(|lits| !lits.is_empty() && lits.iter().all(|l| l.as_bytes() == b"?"))
 }
@@ -1017,17 +1001,15 @@ fn manual_triggers(rule: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// The literal prefixes every match of `pattern` starts with, when there is a small finite set
+/// The literal prefixes every match of a rule starts with, when there is a small finite set
 /// of them (each at least 3 bytes); `None` means the rule must always run.
-fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+fn literal_prefixes(hir: &Hir) -> Option<Vec<Vec<u8>>> {
     let mut ex = Extractor::new();
     ex.kind(ExtractKind::Prefix)
         .limit_class(6)
         .limit_total(300)
         .limit_literal_len(12);
-    let seq = ex.extract(&hir);
+    let seq = ex.extract(hir);
     let lits = seq.literals()?;
     if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
         return None;
