@@ -471,6 +471,7 @@ impl Pipeline {
                 recipients: &recipients,
                 rate_key,
                 body: &out.bytes,
+                original_at: out.original_at,
                 at,
             },
         )

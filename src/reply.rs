@@ -296,8 +296,14 @@ pub struct Outgoing {
     pub recipients: Vec<Address>,
     /// Our Message-ID, without brackets.
     pub message_id: String,
-    /// The formatted message.
+    /// The formatted message, without the original when `original_at` is set.
     pub bytes: Vec<u8>,
+    /// Where in `bytes` the original message goes, as [`crlf`] of the stored raw bytes.
+    ///
+    /// A forward carries the whole original, and the original is already in the store, so the
+    /// outbox keeps only this offset and [`splice_original`] puts it back at send time: the
+    /// writer then stores each message's bytes once, not twice.
+    pub original_at: Option<usize>,
 }
 
 /// The case a reply is about.
@@ -424,6 +430,7 @@ impl<'c> Composer<'c> {
             recipients: vec![to],
             message_id,
             bytes: message.formatted(),
+            original_at: None,
         })
     }
 
@@ -465,7 +472,17 @@ impl<'c> Composer<'c> {
         if let Some(id) = msg.message_id.as_deref().filter(|id| valid_msg_id(id)) {
             b = b.references(format!("<{id}>"));
         }
-        let original = rfc822_body(raw);
+        // A random placeholder where the original goes (unguessable, so a reporter cannot
+        // plant it in the rendered summary); it is cut out again after formatting.
+        let placeholder = format!(
+            "secintake-original-{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        );
+        let original = match rfc822_encoding(raw) {
+            Some(encoding) => Body::dangerous_pre_encoded(placeholder.clone().into_bytes(), encoding),
+            None => Body::new_with_encoding(crlf(raw), ContentTransferEncoding::Base64).unwrap_or_else(Body::new),
+        };
         let attachment = Attachment::new("original-message.eml".into()).body(
             original,
             ContentType::parse("message/rfc822").expect("static content type"),
@@ -477,12 +494,18 @@ impl<'c> Composer<'c> {
                     .singlepart(attachment),
             )
             .ok()?;
+        let mut bytes = message.formatted();
+        let original_at = memchr::memmem::rfind(&bytes, placeholder.as_bytes());
+        if let Some(at) = original_at {
+            bytes.drain(at..at + placeholder.len());
+        }
         Some(Outgoing {
             kind,
             envelope_from: Some(self.config.security_address().clone()),
             recipients: team.to_vec(),
             message_id,
-            bytes: message.formatted(),
+            bytes,
+            original_at,
         })
     }
 
@@ -506,40 +529,56 @@ impl<'c> Composer<'c> {
     }
 }
 
-/// The body of a `message/rfc822` part. RFC 2046 §5.2.1 allows only 7bit, 8bit or binary
-/// there, and lettre's own encoder picks base64 for any line over 76 characters, so the
-/// check is done here: CRLF lines of at most 998 bytes without NUL or bare CR go out as
-/// 7bit/8bit unchanged; anything else (rare, and broken already) falls back to base64.
-fn rfc822_body(raw: &[u8]) -> Body {
-    let bytes = crlf(raw);
-    let clean = bytes.split(|&b| b == b'\n').all(|line| {
+/// The transfer encoding of `raw` as the body of a `message/rfc822` part, or `None` when it
+/// cannot go unchanged. RFC 2046 §5.2.1 allows only 7bit, 8bit or binary there, and lettre's
+/// own encoder picks base64 for any line over 76 characters, so the check is done here: CRLF
+/// lines of at most 998 bytes without NUL or bare CR go out as 7bit/8bit unchanged (after
+/// [`crlf`]); anything else (rare, and broken already) is sent base64.
+fn rfc822_encoding(raw: &[u8]) -> Option<ContentTransferEncoding> {
+    let clean = raw.split(|&b| b == b'\n').all(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         line.len() <= 998 && !line.iter().any(|&b| b == 0 || b == b'\r')
     });
-    if clean {
-        let encoding = if bytes.is_ascii() {
-            ContentTransferEncoding::SevenBit
-        } else {
-            ContentTransferEncoding::EightBit
-        };
-        Body::dangerous_pre_encoded(bytes, encoding)
-    } else {
-        Body::new_with_encoding(bytes, ContentTransferEncoding::Base64).unwrap_or_else(Body::new)
+    match (clean, raw.is_ascii()) {
+        (false, _) => None,
+        (true, true) => Some(ContentTransferEncoding::SevenBit),
+        (true, false) => Some(ContentTransferEncoding::EightBit),
     }
+}
+
+/// A queued message as it goes out: `bytes` with the original put back at `original_at`
+/// (see [`Outgoing::original_at`]).
+pub fn splice_original(bytes: &[u8], original_at: Option<usize>, raw: &[u8]) -> Vec<u8> {
+    let Some((head, tail)) = original_at.and_then(|at| Some((bytes.get(..at)?, bytes.get(at..)?))) else {
+        return bytes.to_vec();
+    };
+    let mut out = Vec::with_capacity(bytes.len() + raw.len() + raw.len() / 32);
+    out.extend_from_slice(head);
+    crlf_into(raw, &mut out);
+    out.extend_from_slice(tail);
+    out
 }
 
 /// `raw` with every bare LF turned into CRLF.
 pub fn crlf(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
+    crlf_into(raw, &mut out);
+    out
+}
+
+fn crlf_into(raw: &[u8], out: &mut Vec<u8>) {
+    let mut rest = raw;
+    // Copy whole lines at a time: most mail is CRLF already.
+    while let Some(i) = memchr::memchr(b'\n', rest) {
+        let (line, after) = rest.split_at(i);
+        out.extend_from_slice(line);
+        if line.last() != Some(&b'\r') {
             out.push(b'\r');
         }
-        out.push(b);
-        prev = b;
+        out.push(b'\n');
+        rest = after.get(1..).unwrap_or_default();
     }
-    out
+    out.extend_from_slice(rest);
 }
 
 /// `References` for a reply: the parent's references (valid ones, newest 10) and its id.
@@ -629,3 +668,52 @@ macro_rules! text_header {
 text_header!(AutoSubmitted, "Auto-Submitted");
 text_header!(LoopHeader, "X-Secintake-Loop");
 text_header!(AutoResponseSuppress, "X-Auto-Response-Suppress");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-at-a-time definition `crlf` had before it copied whole lines.
+    fn crlf_reference(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev = 0u8;
+        for &b in raw {
+            if b == b'\n' && prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            prev = b;
+        }
+        out
+    }
+
+    #[test]
+    fn crlf_turns_bare_lf_only() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"\n\n",
+            b"\r\n",
+            b"a\nb\r\nc",
+            b"a\r\r\n\n\r",
+            b"no line end",
+            b"\r\n\n\r\n\nend\n",
+            "8bit \u{e9}\n".as_bytes(),
+        ];
+        for raw in cases {
+            assert_eq!(crlf(raw), crlf_reference(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn splice_puts_the_original_at_the_offset() {
+        let body = b"head\r\n\r\ntail\r\n";
+        assert_eq!(
+            splice_original(body, Some(8), b"X: 1\n\nhi\n"),
+            b"head\r\n\r\nX: 1\r\n\r\nhi\r\ntail\r\n"
+        );
+        assert_eq!(splice_original(body, None, b"ignored"), body);
+        // An offset past the end (a damaged row) leaves the body as it is rather than panic.
+        assert_eq!(splice_original(body, Some(999), b"ignored"), body);
+    }
+}

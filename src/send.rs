@@ -295,6 +295,20 @@ fn on_sent(conn: &rusqlite::Connection, row: &outbox::Due, now: i64) -> Result<(
     Ok(())
 }
 
+/// A queued message as it goes out: a forward gets its original back (see
+/// [`outbox::Stored`]).
+pub fn wire(message: &outbox::Stored) -> Vec<u8> {
+    match &message.original {
+        Some(raw) => crate::reply::splice_original(&message.body, message.original_at, raw),
+        None => message.body.clone(),
+    }
+}
+
+/// Outbox row `id` as it goes (or went) out.
+pub fn rendered(conn: &rusqlite::Connection, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(outbox::stored(conn, id)?.map(|m| wire(&m)))
+}
+
 async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery> {
     match transport {
         Transport::File(dir) => due.iter().map(|row| write_file(dir, row)).collect(),
@@ -314,7 +328,7 @@ fn write_file(dir: &std::path::Path, row: &outbox::Due) -> Delivery {
     let name = format!("{:08}-{}.eml", row.id, row.kind);
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, &row.body))
+        .and_then(|()| std::fs::write(&tmp, wire(&row.message)))
         .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
     match result {
         Ok(()) => Delivery::Sent,
@@ -341,5 +355,5 @@ async fn deliver_smtp(client: &SmtpClient, row: &outbox::Due) -> Delivery {
         Ok(e) => e,
         Err(e) => return Delivery::Permanent(format!("bad envelope: {e}")),
     };
-    client.send(&envelope, &row.body).await
+    client.send(&envelope, &wire(&row.message)).await
 }

@@ -82,7 +82,7 @@ fn pipeline() -> Pipeline {
 fn outbox(store: &Store, message: i64) -> Vec<OutRow> {
     let mut stmt = store
         .conn()
-        .prepare("SELECT kind, auto_reply, recipients, body FROM outbox WHERE message = ?1 ORDER BY id")
+        .prepare("SELECT kind, auto_reply, recipients, id FROM outbox WHERE message = ?1 ORDER BY id")
         .unwrap();
     stmt.query_map([message], |r| {
         let recipients: String = r.get(2)?;
@@ -90,7 +90,10 @@ fn outbox(store: &Store, message: i64) -> Vec<OutRow> {
             kind: r.get(0)?,
             auto_reply: r.get(1)?,
             recipients: serde_json::from_str(&recipients).expect("recipients are a JSON array"),
-            body: r.get(3)?,
+            // As it goes out: a forward with its original spliced back in.
+            body: secintake::send::rendered(store.conn(), r.get(3)?)
+                .unwrap()
+                .expect("a row"),
         })
     })
     .unwrap()

@@ -502,20 +502,40 @@ fn file_transport_drain_writes_each_row_once_and_forwards_the_case() {
     let files = eml_files(&out_dir);
     assert_eq!(files.len(), rows, "one .eml per row: {:?}", all_files(&out_dir));
     assert_eq!(all_files(&out_dir).len(), rows, "no temporary files are left behind");
-    let bodies: Vec<Vec<u8>> = env
+    let ids: Vec<i64> = env
         .store
         .conn()
-        .prepare("SELECT body FROM outbox ORDER BY id")
+        .prepare("SELECT id FROM outbox ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    let mut expected: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|&id| secintake::send::rendered(env.store.conn(), id).unwrap().expect("a row"))
+        .collect();
     let mut written: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    let mut expected = bodies.clone();
     written.sort();
     expected.sort();
     assert_eq!(written, expected, "each file holds one row's message");
+    // The forward's row keeps only an offset; the file has the original back, CRLF, whole.
+    let forward = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with("-forward.eml"))
+        .expect("a forward file");
+    let forward = std::fs::read(forward).unwrap();
+    let original = secintake::reply::crlf(&report(1));
+    assert!(
+        forward.windows(original.len()).any(|w| w == original.as_slice()),
+        "the forward carries the original unchanged"
+    );
+    let stored: i64 = env.count("SELECT MAX(length(body)) FROM outbox WHERE kind = 'forward'");
+    assert!(
+        (stored as usize) < forward.len() - original.len() / 2,
+        "the outbox row does not hold a second copy of the original ({stored} of {} bytes)",
+        forward.len()
+    );
     assert_eq!(
         env.count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND attempts = 1"),
         rows as i64
@@ -679,6 +699,7 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
                 recipients: &["security@tomcat.example.org".to_string()],
                 rate_key: "",
                 body: b"Subject: x\r\n\r\nx\r\n",
+                original_at: None,
                 at: store::now(),
             },
         )

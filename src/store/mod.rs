@@ -22,7 +22,11 @@ pub use cases::{CaseState, CaseSummary};
 use crate::classify::Threads;
 
 /// Schema steps; step `n` takes `user_version` from `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    // 2: a forward's outbox row keeps an offset instead of a second copy of the original.
+    "ALTER TABLE outbox ADD COLUMN original_at INTEGER;",
+];
 
 /// A store failure. Store errors are never about one message: the caller stops the batch.
 #[derive(Debug, thiserror::Error)]

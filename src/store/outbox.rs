@@ -4,7 +4,7 @@
 //! only ever move forward: due -> sent, or due -> (retry)* -> sent | failed. The worker that
 //! drains it lives in [`crate::send`].
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
 
@@ -26,8 +26,10 @@ pub struct NewOutgoing<'a> {
     pub recipients: &'a [String],
     /// Lowercased recipient for rate limiting automatic replies.
     pub rate_key: &'a str,
-    /// The rendered message.
+    /// The rendered message, without the original when `original_at` is set.
     pub body: &'a [u8],
+    /// Where the original (`message`'s raw bytes) goes in `body` at send time.
+    pub original_at: Option<usize>,
     /// Now.
     pub at: i64,
 }
@@ -37,8 +39,8 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
     let recipients = serde_json::to_string(o.recipients).unwrap_or_else(|_| "[]".into());
     conn.prepare_cached(
         "INSERT INTO outbox (kind, auto_reply, case_id, message, rfc822_id, envelope_from, recipients,
-                             rate_key, body, created_at, next_attempt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                             rate_key, body, original_at, created_at, next_attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
     )?
     .execute(params![
         o.kind,
@@ -50,6 +52,7 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
         recipients,
         o.rate_key,
         o.body,
+        o.original_at.map(|at| at as i64),
         o.at
     ])?;
     Ok(conn.last_insert_rowid())
@@ -60,6 +63,21 @@ pub fn auto_replies_since(conn: &Connection, rate_key: &str, since: i64) -> Resu
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM outbox WHERE auto_reply = 1 AND rate_key = ?1 AND created_at >= ?2")?
         .query_row(params![rate_key, since], |r| r.get(0))?)
+}
+
+/// A queued message's bytes as stored.
+///
+/// A forward carries the whole original message, which the `messages` table holds already,
+/// so its row keeps only the offset where the original goes; the sender puts it back
+/// (`crate::send::wire`). Each message's bytes are then written to the database once.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The rendered message, without the original when `original_at` is set.
+    pub body: Vec<u8>,
+    /// Where the original goes in `body`.
+    pub original_at: Option<usize>,
+    /// The original's raw bytes, when `original_at` is set.
+    pub original: Option<Vec<u8>>,
 }
 
 /// A queued message ready to go.
@@ -75,8 +93,8 @@ pub struct Due {
     pub envelope_from: String,
     /// Envelope recipients.
     pub recipients: Vec<String>,
-    /// Rendered message.
-    pub body: Vec<u8>,
+    /// The message.
+    pub message: Stored,
     /// Attempts so far.
     pub attempts: i64,
     /// When it was queued.
@@ -86,9 +104,11 @@ pub struct Due {
 /// Up to `limit` messages due at `now`, oldest first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, case_id, envelope_from, recipients, body, attempts, created_at FROM outbox
-         WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt <= ?1
-         ORDER BY next_attempt, id LIMIT ?2",
+        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, o.body, o.original_at, m.raw,
+                o.attempts, o.created_at
+         FROM outbox o LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
+         WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
+         ORDER BY o.next_attempt, o.id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
         let recipients: String = r.get(4)?;
@@ -98,12 +118,31 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
             case_id: r.get(2)?,
             envelope_from: r.get(3)?,
             recipients: serde_json::from_str(&recipients).unwrap_or_default(),
-            body: r.get(5)?,
-            attempts: r.get(6)?,
-            created_at: r.get(7)?,
+            message: stored_at(r, 5)?,
+            attempts: r.get(8)?,
+            created_at: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Row `id`'s message as stored, sent or not.
+pub fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.body, o.original_at, m.raw
+         FROM outbox o LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
+         WHERE o.id = ?1",
+    )?;
+    Ok(stmt.query_row([id], |r| stored_at(r, 0)).optional()?)
+}
+
+/// The [`Stored`] in columns `i` (body), `i + 1` (original_at) and `i + 2` (the raw original).
+fn stored_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        body: r.get(i)?,
+        original_at: r.get::<_, Option<i64>>(i + 1)?.and_then(|at| usize::try_from(at).ok()),
+        original: r.get(i + 2)?,
+    })
 }
 
 /// When the next queued message becomes due, if any.
