@@ -47,5 +47,20 @@ where
     I: IntoIterator<Item = Result<Item, E>>,
     E: Send,
 {
-    pipeline.process_stream(store, items, report)
+    pipeline.process_stream(store, items, report, &mut pipeline::NoRider)
+}
+
+/// As [`ingest`], with `rider` in each batch's transaction (e.g. a [`send::Courier`]).
+pub fn ingest_with<I, E>(
+    pipeline: &Pipeline,
+    store: &mut Store,
+    items: I,
+    report: impl FnMut(Report<'_, E>) + Send,
+    rider: &mut dyn pipeline::Rider,
+) -> Result<(), StoreError>
+where
+    I: IntoIterator<Item = Result<Item, E>>,
+    E: Send,
+{
+    pipeline.process_stream(store, items, report, rider)
 }

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -260,11 +261,23 @@ struct Totals {
 
 fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
+    // Mail goes out while the files are read (see `send::Courier`): the courier runs on a
+    // runtime thread of its own, with its own connection, and the pipeline records what it
+    // sent.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let policy = send::RetryPolicy::from_config(&config);
+    let transport = Arc::new(rt.block_on(async { send::Transport::from_config(&config) })?);
+    let reader = Store::open(&config.database)?;
+    let (mut courier, delivering) = send::Courier::start(reader, transport.clone(), policy);
+    let delivering = rt.spawn(delivering);
     let pipeline = Pipeline::new(config, templates);
     let mut t = Totals::default();
     // `report` runs on the writer thread: a buffered Stdout (Send), not a StdoutLock.
     let mut out = std::io::BufWriter::new(std::io::stdout());
-    secintake::ingest(&pipeline, &mut store, LocalSource::new(paths), |r| {
+    let report = |r: secintake::Report<'_, secintake::fetch::local::LocalError>| {
         t.messages += 1;
         let line = match r {
             Err(e) => {
@@ -319,7 +332,15 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
             }
         };
         let _ = writeln!(out, "{line}");
-    })?;
+    };
+    secintake::ingest_with(&pipeline, &mut store, LocalSource::new(paths), report, &mut courier)?;
+    courier.finish();
+    match rt.block_on(delivering) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("sending while reading stopped: {e}"),
+        Err(e) => tracing::warn!("sending while reading stopped: {e}"),
+    }
+    let mut stats = courier.record_rest(&mut store)?;
     let [reports, followups, format, offtopic, ignored] = t.per_kind;
     writeln!(
         out,
@@ -327,7 +348,12 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
         t.messages, t.duplicates, t.errors
     )?;
     out.flush()?;
-    let stats = send_outbox(pipeline.config(), &mut store)?;
+    // What is still due: deferred mail, and any the courier did not get to.
+    stats.add(rt.block_on(async move {
+        let stats = send::drain(&mut store, &transport, &policy).await;
+        drop(transport);
+        stats
+    })?);
     let where_to = match &pipeline.config().smtp.transport {
         secintake::config::Transport::File { dir } => format!(" (written to {})", dir.display()),
         secintake::config::Transport::Smtp(s) => format!(" (via {}:{})", s.host, s.port),

@@ -70,6 +70,28 @@ struct Prepared {
     verdict: Verdict,
 }
 
+/// Work that rides along in each batch's transaction: [`Rider::ride`] runs in it just before
+/// the commit, [`Rider::committed`] just after. The store has one writer; this is how work
+/// running beside the pipeline gets written by it, without a second writer contending for the
+/// lock (see `send::Courier`, which records deliveries made while a mailbox is read).
+pub trait Rider: Send {
+    /// Writes in the batch's transaction; an error fails the batch.
+    fn ride(&mut self, tx: &Connection) -> Result<(), StoreError>;
+    /// The batch has committed.
+    fn committed(&mut self);
+}
+
+/// No work rides along.
+pub struct NoRider;
+
+impl Rider for NoRider {
+    fn ride(&mut self, _: &Connection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn committed(&mut self) {}
+}
+
 /// Parse, classify, decide and record, for one config.
 pub struct Pipeline {
     config: Config,
@@ -110,15 +132,25 @@ impl Pipeline {
         store: &mut Store,
         items: &[Item],
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        self.process_batch_with(store, items, &mut NoRider)
+    }
+
+    /// As [`Pipeline::process_batch`], with `rider` in the transaction.
+    pub fn process_batch_with(
+        &self,
+        store: &mut Store,
+        items: &[Item],
+        rider: &mut dyn Rider,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         if items.len() < 2 {
             // One message (the IDLE case): not worth a thread.
             let prepared = items.iter().map(|item| (item, self.prepare(item)));
-            return self.record_batch(store, prepared, items.len());
+            return self.record_batch(store, prepared, items.len(), rider);
         }
         self.prepare_ahead(
             items,
             |item| (item, self.prepare(item)),
-            |prepared| self.record_batch(store, prepared, items.len()),
+            |prepared| self.record_batch(store, prepared, items.len(), rider),
         )
     }
 
@@ -135,6 +167,7 @@ impl Pipeline {
         store: &mut Store,
         items: I,
         report: impl FnMut(crate::Report<'_, E>) + Send,
+        rider: &mut dyn Rider,
     ) -> Result<(), StoreError>
     where
         I: IntoIterator<Item = Result<Item, E>>,
@@ -148,7 +181,7 @@ impl Pipeline {
                     (item, p)
                 })
             },
-            |prepared| self.write_stream(store, prepared, report),
+            |prepared| self.write_stream(store, prepared, report, rider),
         )
     }
 
@@ -182,6 +215,7 @@ impl Pipeline {
         store: &mut Store,
         mut recv: impl Iterator<Item = Result<(Item, Prepared), E>>,
         mut report: impl FnMut(crate::Report<'_, E>),
+        rider: &mut dyn Rider,
     ) -> Result<(), StoreError> {
         let mut order: Vec<Result<Item, E>> = Vec::new();
         let mut prepared: Vec<Prepared> = Vec::new();
@@ -206,7 +240,7 @@ impl Pipeline {
                 Vec::new()
             } else {
                 let n = prepared.len();
-                self.record_batch(store, items.zip(prepared.drain(..)), n)?
+                self.record_batch(store, items.zip(prepared.drain(..)), n, rider)?
             };
             let mut results = results.iter();
             for entry in order.drain(..) {
@@ -232,10 +266,13 @@ impl Pipeline {
         store: &mut Store,
         prepared: impl Iterator<Item = (&'a Item, Prepared)>,
         len: usize,
+        rider: &mut dyn Rider,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let mut tx = store.batch()?;
         let results = self.record_all(&mut tx, prepared, len)?;
+        rider.ride(&tx)?;
         tx.commit()?;
+        rider.committed();
         Ok(results)
     }
 

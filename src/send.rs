@@ -30,10 +30,13 @@ use tokio::net::TcpStream;
 use crate::fetch::imap::{Stream, tls_connect};
 
 use crate::config::{Config, SmtpServer, Tls, Transport as TransportConfig};
+use crate::pipeline::Rider;
 use crate::store::{self, Store, StoreError, cases, outbox};
 
 /// Rows taken from the outbox per round.
 const ROUND: usize = 256;
+/// Rows per round of a [`Courier`]: it runs beside the pipeline, so it holds less.
+const COURIER_ROUND: usize = 64;
 
 /// Where mail goes.
 #[derive(Clone)]
@@ -243,40 +246,160 @@ pub async fn drain(store: &mut Store, transport: &Transport, policy: &RetryPolic
         }
         let results = deliver_all(transport, &due).await;
         let tx = store.batch()?;
-        let now = store::now();
-        let mut retried_all = true;
-        for (row, result) in due.iter().zip(results) {
-            match result {
-                Delivery::Sent => {
-                    outbox::mark_sent(&tx, row.id, now)?;
-                    stats.sent += 1;
-                    retried_all = false;
-                    on_sent(&tx, row, now)?;
-                }
-                Delivery::Transient(err) if now - row.created_at < policy.max_age.as_secs() as i64 => {
-                    let next = now + policy.delay(row.attempts).as_secs().max(1) as i64;
-                    tracing::warn!(outbox = row.id, kind = %row.kind, error = %err, "delivery deferred");
-                    outbox::mark_retry(&tx, row.id, next, &err)?;
-                    stats.deferred += 1;
-                }
-                Delivery::Transient(err) | Delivery::Permanent(err) => {
-                    tracing::error!(outbox = row.id, kind = %row.kind, error = %err, "delivery failed for good");
-                    outbox::mark_failed(&tx, row.id, now, &err)?;
-                    stats.failed += 1;
-                    retried_all = false;
-                    if let Some(case) = &row.case_id {
-                        let detail = format!("{} to {}: {err}", row.kind, row.recipients.join(", "));
-                        cases::event(&tx, case, now, "delivery_failed", &detail, None)?;
-                    }
-                }
-            }
-        }
+        let round = record(&tx, due.into_iter().zip(results), policy)?;
         tx.commit()?;
-        if retried_all {
+        stats.add(round);
+        if round.deferred > 0 && round.sent == 0 && round.failed == 0 {
             // Everything in this round was deferred: the rest of the queue would fare no
             // better right now.
             return Ok(stats);
         }
+    }
+}
+
+impl DrainStats {
+    /// Adds `other` to these totals.
+    pub fn add(&mut self, other: DrainStats) {
+        self.sent += other.sent;
+        self.deferred += other.deferred;
+        self.failed += other.failed;
+    }
+}
+
+/// Records what delivery attempts came to: sent, retried later, or failed for good (on the
+/// case timeline too).
+fn record(
+    conn: &rusqlite::Connection,
+    attempts: impl IntoIterator<Item = (outbox::Due, Delivery)>,
+    policy: &RetryPolicy,
+) -> Result<DrainStats, StoreError> {
+    let mut stats = DrainStats::default();
+    let now = store::now();
+    for (row, result) in attempts {
+        match result {
+            Delivery::Sent => {
+                outbox::mark_sent(conn, row.id, now)?;
+                stats.sent += 1;
+                on_sent(conn, &row, now)?;
+            }
+            Delivery::Transient(err) if now - row.created_at < policy.max_age.as_secs() as i64 => {
+                let next = now + policy.delay(row.attempts).as_secs().max(1) as i64;
+                tracing::warn!(outbox = row.id, kind = %row.kind, error = %err, "delivery deferred");
+                outbox::mark_retry(conn, row.id, next, &err)?;
+                stats.deferred += 1;
+            }
+            Delivery::Transient(err) | Delivery::Permanent(err) => {
+                tracing::error!(outbox = row.id, kind = %row.kind, error = %err, "delivery failed for good");
+                outbox::mark_failed(conn, row.id, now, &err)?;
+                stats.failed += 1;
+                if let Some(case) = &row.case_id {
+                    let detail = format!("{} to {}: {err}", row.kind, row.recipients.join(", "));
+                    cases::event(conn, case, now, "delivery_failed", &detail, None)?;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Delivers outbox rows as soon as they are committed, while the pipeline is still reading a
+/// mailbox, so that sending overlaps reading instead of following it.
+///
+/// The courier reads due rows on its own connection (a WAL reader never blocks the writer)
+/// and hands what each delivery came to back to the pipeline, which records the results in
+/// its next batch's transaction as a [`Rider`]: the store keeps one writer. (Two writers,
+/// tried first, spent their time waiting on each other's lock.) When the mailbox is done,
+/// [`Courier::finish`] lets the courier deliver what is left of the committed rows and stop,
+/// and [`Courier::record_rest`] records the last results; a plain [`drain`] then sends
+/// whatever is still due. A crash loses no mail: a row is marked sent only after its delivery,
+/// so at worst a delivered message is delivered again, as in [`drain`].
+pub struct Courier {
+    shared: Arc<CourierShared>,
+    policy: RetryPolicy,
+    stats: DrainStats,
+}
+
+#[derive(Default)]
+struct CourierShared {
+    results: Mutex<Vec<(outbox::Due, Delivery)>>,
+    wake: tokio::sync::Notify,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Courier {
+    /// A courier and the task that delivers: run the future (on a runtime with a thread of
+    /// its own: the pipeline blocks its thread) with a second connection to the database.
+    pub fn start(
+        reader: Store,
+        transport: Arc<Transport>,
+        policy: RetryPolicy,
+    ) -> (
+        Courier,
+        impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    ) {
+        let shared = Arc::new(CourierShared::default());
+        let courier = Courier {
+            shared: shared.clone(),
+            policy,
+            stats: DrainStats::default(),
+        };
+        (courier, deliver_committed(shared, reader, transport))
+    }
+
+    /// The mailbox is done: deliver what is committed and stop.
+    pub fn finish(&self) {
+        self.shared.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+
+    /// Records the results not recorded yet (after the delivery task ended) and returns the
+    /// totals of everything this courier delivered.
+    pub fn record_rest(mut self, store: &mut Store) -> Result<DrainStats, StoreError> {
+        let tx = store.batch()?;
+        self.ride(&tx)?;
+        tx.commit()?;
+        Ok(self.stats)
+    }
+}
+
+impl Rider for Courier {
+    fn ride(&mut self, tx: &rusqlite::Connection) -> Result<(), StoreError> {
+        let results = std::mem::take(&mut *self.shared.results.lock().unwrap_or_else(|e| e.into_inner()));
+        let stats = record(tx, results, &self.policy)?;
+        self.stats.add(stats);
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The courier's task: deliver rows above the last one seen, as they are committed.
+async fn deliver_committed(
+    shared: Arc<CourierShared>,
+    reader: Store,
+    transport: Arc<Transport>,
+) -> Result<(), StoreError> {
+    let mut after = 0;
+    loop {
+        // Read the flag before the rows: rows committed before `finish` are then all seen.
+        let stopping = shared.stop.load(std::sync::atomic::Ordering::Acquire);
+        let due = outbox::due_after(reader.conn(), store::now(), after, COURIER_ROUND)?;
+        let Some(last) = due.last() else {
+            if stopping {
+                return Ok(());
+            }
+            shared.wake.notified().await;
+            continue;
+        };
+        after = last.id;
+        let results = deliver_all(&transport, &due).await;
+        let done = due.into_iter().zip(results).map(|(mut row, r)| {
+            row.message = outbox::Stored::default(); // the bytes are not needed to record it
+            (row, r)
+        });
+        shared.results.lock().unwrap_or_else(|e| e.into_inner()).extend(done);
     }
 }
 

@@ -480,6 +480,59 @@ fn reply_to_an_offtopic_answer_opens_a_case_as_appeal() {
 // ---------------------------------------------------------------------------------------------
 // Outbox drain.
 
+/// A courier delivers committed rows beside the pipeline, and its results are recorded by the
+/// pipeline's next batch (the store keeps one writer); `record_rest` and a drain finish the
+/// job. Every row leaves exactly once.
+#[test]
+fn courier_results_ride_in_the_next_batch() {
+    let mut env = Env::new();
+    let out_dir = env.dir.path().join("outbox");
+    let transport = std::sync::Arc::new(Transport::File(out_dir.clone()));
+    let policy = RetryPolicy::from_config(env.pipeline.config());
+    let reader = Store::open(&env.db_path()).unwrap();
+    let (mut courier, delivering) = send::Courier::start(reader, transport.clone(), policy);
+    let rt = runtime();
+    let delivering = rt.spawn(delivering);
+    let unsent = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
+
+    let first = env
+        .pipeline
+        .process_batch_with(&mut env.store, &[item("local", "1.eml", report(1))], &mut courier)
+        .unwrap();
+    let first_rows = recorded("report", first.first().unwrap()).queued.len();
+    assert!(first_rows >= 2, "an ack and a forward");
+    // Let the courier deliver what is committed, and stop.
+    courier.finish();
+    rt.block_on(delivering).unwrap().unwrap();
+    assert_eq!(eml_files(&out_dir).len(), first_rows, "the courier delivered the first batch");
+    assert_eq!(env.count(unsent), first_rows as i64, "but only the pipeline records it");
+
+    let second = env
+        .pipeline
+        .process_batch_with(&mut env.store, &[item("local", "2.eml", report(2))], &mut courier)
+        .unwrap();
+    let second_rows = recorded("report", second.first().unwrap()).queued.len();
+    assert_eq!(
+        env.count(unsent),
+        second_rows as i64,
+        "the second batch's transaction recorded the first batch's deliveries"
+    );
+    let first_case = recorded("report", first.first().unwrap()).case.clone().unwrap();
+    assert_eq!(state(&env.store, &first_case), CaseState::Forwarded);
+
+    let early = courier.record_rest(&mut env.store).unwrap();
+    assert_eq!(early.sent, first_rows);
+    let rest = drain(&mut env, &transport);
+    assert_eq!(rest.sent, second_rows, "the drain sends only what the courier did not");
+    assert_eq!(env.count(unsent), 0);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM outbox WHERE attempts = 1"),
+        (first_rows + second_rows) as i64,
+        "each row was sent once"
+    );
+    assert_eq!(eml_files(&out_dir).len(), first_rows + second_rows);
+}
+
 #[test]
 fn file_transport_drain_writes_each_row_once_and_forwards_the_case() {
     let mut env = Env::new();

@@ -70,7 +70,7 @@ pub fn auto_replies_since(conn: &Connection, rate_key: &str, since: i64) -> Resu
 /// A forward carries the whole original message, which the `messages` table holds already,
 /// so its row keeps only the offset where the original goes; the sender puts it back
 /// (`crate::send::wire`). Each message's bytes are then written to the database once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Stored {
     /// The rendered message, without the original when `original_at` is set.
     pub body: Vec<u8>,
@@ -110,7 +110,23 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
          WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
          ORDER BY o.next_attempt, o.id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
+    due_rows(&mut stmt, params![now, limit as i64])
+}
+
+/// Up to `limit` messages due at `now` with a row id above `after`, in id order.
+pub fn due_after(conn: &Connection, now: i64, after: i64, limit: usize) -> Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, o.body, o.original_at, m.raw,
+                o.attempts, o.created_at
+         FROM outbox o LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
+         WHERE o.id > ?3 AND o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
+         ORDER BY o.id LIMIT ?2",
+    )?;
+    due_rows(&mut stmt, params![now, limit as i64, after])
+}
+
+fn due_rows(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusqlite::Params) -> Result<Vec<Due>> {
+    let rows = stmt.query_map(params, |r| {
         let recipients: String = r.get(4)?;
         Ok(Due {
             id: r.get(0)?,
