@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::config::{Config, Imap, Mailbox};
 use crate::fetch::imap::{self, FetchError, ImapSession, ImapSource, Selected};
 use crate::fetch::local::Maildir;
-use crate::pipeline::{Item, NoRider, Outcome, Pipeline, Rider};
+use crate::pipeline::{Item, Outcome, Pipeline};
 use crate::reply::Templates;
 use crate::send;
 use crate::store::{self, Store, outbox};
@@ -123,17 +123,10 @@ impl PassStats {
     }
 }
 
-/// One pass: everything waiting in the mailbox, then everything due in the outbox. Mail starts
-/// to leave as soon as its batch has committed, while the mailbox is still being read (see
-/// [`send::Courier`]).
+/// One pass: everything waiting in the mailbox, then everything due in the outbox.
 pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
     let mut stats = PassStats::default();
     let mut store = Store::open(&pipeline.config().database)?;
-    let transport = Arc::new(send::Transport::from_config(pipeline.config())?);
-    let policy = send::RetryPolicy::from_config(pipeline.config());
-    let (mut courier, delivering) =
-        send::Courier::start(Store::open(&pipeline.config().database)?, transport.clone(), policy);
-    let delivering = tokio::spawn(delivering);
     let wake = Notify::new();
     let started = std::time::Instant::now();
     let r = match &pipeline.config().mailbox {
@@ -141,26 +134,14 @@ pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
             let source = ImapSource::new(cfg.clone());
             match source.session().await {
                 Ok((mut session, sel)) => {
-                    let r = drain_imap(
-                        pipeline,
-                        &source,
-                        &mut session,
-                        &sel,
-                        &mut store,
-                        &wake,
-                        &mut stats,
-                        &mut courier,
-                    )
-                    .await;
+                    let r = drain_imap(pipeline, &source, &mut session, &sel, &mut store, &wake, &mut stats).await;
                     let _ = session.logout().await;
                     r
                 }
                 Err(e) => Err(e),
             }
         }
-        Mailbox::Maildir { path } => {
-            drain_maildir(pipeline, path, &mut store, &mut stats, &mut courier).map_err(FetchError::from)
-        }
+        Mailbox::Maildir { path } => drain_maildir(pipeline, path, &mut store, &mut stats).map_err(FetchError::from),
     };
     if let Err(e) = r {
         tracing::error!("reading the mailbox failed: {e}");
@@ -168,14 +149,9 @@ pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
     }
     stats.fetch_time = started.elapsed();
     let started = std::time::Instant::now();
-    courier.finish();
-    match delivering.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("sending while reading stopped: {e}"),
-        Err(e) => tracing::warn!("sending while reading stopped: {e}"),
-    }
-    stats.mail = courier.record_rest(&mut store)?;
-    stats.mail.add(send::drain(&mut store, &transport, &policy).await?);
+    let transport = send::Transport::from_config(pipeline.config())?;
+    let policy = send::RetryPolicy::from_config(pipeline.config());
+    stats.mail = send::drain(&mut store, &transport, &policy).await?;
     stats.send_time = started.elapsed();
     Ok(stats)
 }
@@ -192,7 +168,7 @@ async fn fetch_loop(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>, wa
         Mailbox::Imap(cfg) => imap_loop(&pipeline, cfg, &mut store, &mut stop, &wake).await,
         Mailbox::Maildir { path } => loop {
             let mut stats = PassStats::default();
-            match drain_maildir(&pipeline, path, &mut store, &mut stats, &mut NoRider) {
+            match drain_maildir(&pipeline, path, &mut store, &mut stats) {
                 Ok(()) if stats.recorded > 0 => wake.notify_one(),
                 Ok(()) => {}
                 Err(e) => {
@@ -260,17 +236,7 @@ async fn serve(
     let cfg = source.config();
     loop {
         let mut stats = PassStats::default();
-        drain_imap(
-            pipeline,
-            source,
-            &mut session,
-            sel,
-            store,
-            wake,
-            &mut stats,
-            &mut NoRider,
-        )
-        .await?;
+        drain_imap(pipeline, source, &mut session, sel, store, wake, &mut stats).await?;
         if *stop.borrow() {
             let _ = session.logout().await;
             return Ok(());
@@ -304,7 +270,6 @@ async fn serve(
 }
 
 /// Fetches and records everything above the last committed UID, batch by batch.
-#[allow(clippy::too_many_arguments)]
 async fn drain_imap(
     pipeline: &Pipeline,
     source: &ImapSource,
@@ -313,7 +278,6 @@ async fn drain_imap(
     store: &mut Store,
     wake: &Notify,
     stats: &mut PassStats,
-    rider: &mut dyn Rider,
 ) -> Result<(), FetchError> {
     let cfg = source.config();
     let mut last = match store::mailbox_state(store.conn(), &source.source)? {
@@ -340,7 +304,7 @@ async fn drain_imap(
                     raw,
                 })
                 .collect();
-            let results = tokio::task::block_in_place(|| pipeline.process_batch_with(store, &items, rider))?;
+            let results = tokio::task::block_in_place(|| pipeline.process_batch(store, &items))?;
             let mut done = Vec::with_capacity(items.len());
             let mut first_failed = None;
             for ((uid, item), r) in uids_fetched.iter().zip(&items).zip(&results) {
@@ -396,13 +360,7 @@ fn log_outcome(uid: u32, item: &Item, r: &Result<Outcome, store::StoreError>, st
     }
 }
 
-fn drain_maildir(
-    pipeline: &Pipeline,
-    path: &Path,
-    store: &mut Store,
-    stats: &mut PassStats,
-    rider: &mut dyn Rider,
-) -> std::io::Result<()> {
+fn drain_maildir(pipeline: &Pipeline, path: &Path, store: &mut Store, stats: &mut PassStats) -> std::io::Result<()> {
     let maildir = Maildir::open(path)?;
     let pending = maildir.pending()?;
     for chunk in pending.chunks(crate::BATCH_MESSAGES) {
@@ -421,9 +379,7 @@ fn drain_maildir(
                 Err(e) => tracing::error!(path = %p.display(), "unreadable message: {e}"),
             }
         }
-        let results = pipeline
-            .process_batch_with(store, &items, rider)
-            .map_err(std::io::Error::other)?;
+        let results = pipeline.process_batch(store, &items).map_err(std::io::Error::other)?;
         for ((p, item), r) in paths.iter().zip(&items).zip(&results) {
             log_outcome(0, item, r, stats);
             if r.is_ok() {
