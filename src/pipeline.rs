@@ -321,6 +321,34 @@ impl Pipeline {
         let signals = serde_json::to_string(&verdict.signals).unwrap_or_else(|_| "[]".into());
         let from_addr = msg.from.as_ref().map(|f| excerpt(&f.address, 200)).unwrap_or_default();
         let subject = excerpt(&msg.subject, 300);
+        // The case the message belongs to, known before the message row is written: setting it
+        // afterwards would rewrite the row, raw bytes and all.
+        let case_id = match verdict.verdict {
+            Kind::Followup => verdict.case.clone(),
+            Kind::Report => {
+                let year = time::OffsetDateTime::from_unix_timestamp(at)
+                    .map(|d| d.year())
+                    .unwrap_or(1970);
+                Some(cases::create(
+                    conn,
+                    &cases::NewCase {
+                        prefix: &self.config.triage.case_prefix,
+                        year,
+                        project: verdict
+                            .project
+                            .as_deref()
+                            .and_then(|p| self.config.project(p))
+                            .map(|p| p.id.as_str()),
+                        reporter: &from_addr,
+                        subject: &subject,
+                        appeal: verdict.reason == Some(crate::classify::Reason::Appeal),
+                        signals: &signals,
+                        at,
+                    },
+                )?)
+            }
+            _ => None,
+        };
         let message = store::insert_message(
             conn,
             &store::NewMessage {
@@ -333,7 +361,7 @@ impl Pipeline {
                 verdict: verdict.verdict.as_str(),
                 reason: verdict.reason.map(|r| r.as_str()),
                 project: verdict.project.as_deref(),
-                case_id: None,
+                case_id: case_id.as_deref(),
                 from_addr: &from_addr,
                 subject: &subject,
                 date: msg.date,
@@ -351,10 +379,9 @@ impl Pipeline {
         match rec.verdict.verdict {
             Kind::Ignore => {}
             Kind::Followup => {
-                let Some(case_id) = rec.verdict.case.clone() else {
+                let Some(case_id) = case_id else {
                     return Ok(Outcome::Recorded(rec));
                 };
-                store::set_message_case(conn, message, &case_id)?;
                 let detail = format!("from {from_addr}: {subject}");
                 cases::event(conn, &case_id, at, "followup", &detail, Some(message))?;
                 let project_id = cases::get(conn, &case_id)?.and_then(|c| c.project);
@@ -387,25 +414,11 @@ impl Pipeline {
                 }
             }
             Kind::Report => {
+                let Some(case_id) = case_id else {
+                    return Ok(Outcome::Recorded(rec));
+                };
                 let project = rec.verdict.project.as_deref().and_then(|p| self.config.project(p));
                 let appeal = rec.verdict.reason == Some(crate::classify::Reason::Appeal);
-                let year = time::OffsetDateTime::from_unix_timestamp(at)
-                    .map(|d| d.year())
-                    .unwrap_or(1970);
-                let case_id = cases::create(
-                    conn,
-                    &cases::NewCase {
-                        prefix: &self.config.triage.case_prefix,
-                        year,
-                        project: project.map(|p| p.id.as_str()),
-                        reporter: &from_addr,
-                        subject: &subject,
-                        appeal,
-                        signals: &signals,
-                        at,
-                    },
-                )?;
-                store::set_message_case(conn, message, &case_id)?;
                 let detail = match (project, appeal) {
                     (Some(p), false) => format!("routed to {}", p.id),
                     (Some(p), true) => format!("appeal; routed to {}", p.id),

@@ -504,7 +504,11 @@ fn courier_results_ride_in_the_next_batch() {
     // Let the courier deliver what is committed, and stop.
     courier.finish();
     rt.block_on(delivering).unwrap().unwrap();
-    assert_eq!(eml_files(&out_dir).len(), first_rows, "the courier delivered the first batch");
+    assert_eq!(
+        eml_files(&out_dir).len(),
+        first_rows,
+        "the courier delivered the first batch"
+    );
     assert_eq!(env.count(unsent), first_rows as i64, "but only the pipeline records it");
 
     let second = env
