@@ -102,11 +102,9 @@ pub struct NewCase<'a> {
 
 /// Allocates the next id of the year and inserts the case; returns the id.
 pub fn create(conn: &Connection, c: &NewCase<'_>) -> Result<String> {
-    let seq: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM cases WHERE year = ?1",
-        [c.year],
-        |r| r.get(0),
-    )?;
+    let seq: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM cases WHERE year = ?1")?
+        .query_row([c.year], |r| r.get(0))?;
     let id = format!("{}-{}-{:04}", c.prefix, c.year, seq);
     conn.prepare_cached(
         "INSERT INTO cases (id, year, seq, project, state, reporter, subject, appeal, signals, created_at, updated_at)
@@ -170,7 +168,8 @@ pub fn add_cve(conn: &Connection, case_id: &str, cve: &str, at: i64) -> Result<(
 /// The state of a case.
 pub fn state(conn: &Connection, case_id: &str) -> Result<Option<CaseState>> {
     let s: Option<String> = conn
-        .query_row("SELECT state FROM cases WHERE id = ?1", [case_id], |r| r.get(0))
+        .prepare_cached("SELECT state FROM cases WHERE id = ?1")?
+        .query_row([case_id], |r| r.get(0))
         .optional()?;
     Ok(s.and_then(|s| CaseState::parse(&s)))
 }

@@ -75,6 +75,8 @@ impl Store {
 
     fn init(conn: Connection) -> Result<Store> {
         conn.busy_timeout(Duration::from_secs(30))?;
+        // Recording one message runs some twenty distinct statements; rusqlite keeps 16.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -151,7 +153,8 @@ pub struct NewMessage<'a> {
 /// Message-ID from the same source.
 pub fn find_duplicate(conn: &Connection, sha256: &str, source: &str, message_id: Option<&str>) -> Result<Option<i64>> {
     let by_sha = conn
-        .query_row("SELECT id FROM messages WHERE sha256 = ?1", [sha256], |r| r.get(0))
+        .prepare_cached("SELECT id FROM messages WHERE sha256 = ?1")?
+        .query_row([sha256], |r| r.get(0))
         .optional()?;
     if by_sha.is_some() {
         return Ok(by_sha);
@@ -160,11 +163,8 @@ pub fn find_duplicate(conn: &Connection, sha256: &str, source: &str, message_id:
         return Ok(None);
     };
     Ok(conn
-        .query_row(
-            "SELECT id FROM messages WHERE source = ?1 AND message_id = ?2",
-            params![source, mid],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM messages WHERE source = ?1 AND message_id = ?2")?
+        .query_row(params![source, mid], |r| r.get(0))
         .optional()?)
 }
 
