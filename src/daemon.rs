@@ -288,15 +288,22 @@ async fn drain_imap(
         }
         None => 0,
     };
+    let handle = tokio::runtime::Handle::current();
     loop {
         let uids = imap::new_uids(session, last).await?;
         if uids.is_empty() {
             return Ok(());
         }
-        for chunk in uids.chunks(cfg.batch_size as usize) {
-            let fetched = imap::fetch_raw(session, chunk).await?;
+        let chunks: Vec<&[u32]> = uids.chunks(cfg.batch_size.max(1) as usize).collect();
+        let mut fetched = match chunks.first() {
+            Some(first) => imap::fetch_raw(session, first).await?,
+            None => return Ok(()),
+        };
+        // Done on the server, once their batch committed: marked while the next batch records.
+        let mut to_mark: Vec<u32> = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
             let uids_fetched: Vec<u32> = fetched.iter().map(|(u, _)| *u).collect();
-            let items: Vec<Item> = fetched
+            let items: Vec<Item> = std::mem::take(&mut fetched)
                 .into_iter()
                 .map(|(uid, raw)| Item {
                     source: source.source.clone(),
@@ -304,7 +311,29 @@ async fn drain_imap(
                     raw,
                 })
                 .collect();
-            let results = tokio::task::block_in_place(|| pipeline.process_batch(store, &items))?;
+            let next = chunks.get(i + 1).copied();
+            let marking = std::mem::take(&mut to_mark);
+            // While this batch is recorded, the session marks the last batch done and
+            // fetches the next one: the IMAP round trips overlap the recording instead of
+            // adding to it. Fetching uses BODY.PEEK and marks nothing, so a batch that then
+            // fails to record is simply read again on the next pass.
+            let (results, network) = tokio::task::block_in_place(|| {
+                std::thread::scope(|s| {
+                    let io = s.spawn(|| {
+                        handle.block_on(async {
+                            imap::mark_done(session, cfg, sel, &marking).await?;
+                            match next {
+                                Some(next) => imap::fetch_raw(session, next).await,
+                                None => Ok(Vec::new()),
+                            }
+                        })
+                    });
+                    let results = pipeline.process_batch(store, &items);
+                    let network = io.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    (results, network)
+                })
+            });
+            let results = results?;
             let mut done = Vec::with_capacity(items.len());
             let mut first_failed = None;
             for ((uid, item), r) in uids_fetched.iter().zip(&items).zip(&results) {
@@ -325,12 +354,18 @@ async fn drain_imap(
             if stats.recorded > 0 {
                 wake.notify_one();
             }
-            imap::mark_done(session, cfg, sel, &done).await?;
             last = new_last;
-            if first_failed.is_some() {
+            if first_failed.is_some() || next.is_none() {
                 // Leave the rest for the next pass rather than skipping past a failure.
-                return Ok(());
+                imap::mark_done(session, cfg, sel, &done).await?;
+                network?;
+                if first_failed.is_some() {
+                    return Ok(());
+                }
+                break;
             }
+            to_mark = done;
+            fetched = network?;
         }
     }
 }

@@ -186,6 +186,34 @@ fn a_second_pass_processes_nothing_twice() {
     assert_eq!(s.messages_in(&t.security, "Processed").len(), 6);
 }
 
+/// `once` over a backlog several batches long: each batch is marked done while the next one
+/// is recorded, and the last batch too; nothing is left unmarked or read twice.
+#[test]
+fn once_in_batches_marks_every_message_done() {
+    let t = Setup::new("batches", "batch_size = 4", "");
+    let s = servers();
+    for n in 0..13 {
+        s.append(&t.security, &t.report(n));
+    }
+    let (ok, out) = t.cli(&["once"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("13 recorded, 0 duplicates, 0 errors"), "{out}");
+    let inbox = s.messages_in(&t.security, "INBOX");
+    assert_eq!(inbox.len(), 13);
+    for (raw, flags) in &inbox {
+        let flags = flags.join(" ");
+        assert!(
+            flags.contains("Seen") && flags.contains("$Secintake"),
+            "{:?} not marked done: {flags}",
+            header(raw, "Message-ID")
+        );
+    }
+    assert_eq!(t.count("SELECT COUNT(*) FROM cases"), 13);
+    let (ok, out) = t.cli(&["once"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 recorded, 0 duplicates"), "nothing read twice: {out}");
+}
+
 #[test]
 fn idle_delivers_without_waiting_for_a_poll() {
     // poll_interval is 10 minutes in the test config: only IDLE can answer within the bound.
