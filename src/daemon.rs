@@ -301,6 +301,10 @@ async fn drain_imap(
         };
         // Done on the server, once their batch committed: marked while the next batch records.
         let mut to_mark: Vec<u32> = Vec::new();
+        // The last UID of the batch in `to_mark`. It becomes the folder's saved state only
+        // once that batch is marked: a batch committed but not marked (the session failed)
+        // is then read again on the next pass, found to be a duplicate, and marked.
+        let mut to_mark_last = last;
         for (i, chunk) in chunks.iter().enumerate() {
             let uids_fetched: Vec<u32> = fetched.iter().map(|(u, _)| *u).collect();
             let items: Vec<Item> = std::mem::take(&mut fetched)
@@ -350,22 +354,25 @@ async fn drain_imap(
                 Some(f) => f.saturating_sub(1).max(last),
                 None => chunk_max,
             };
-            store::set_mailbox_state(store.conn(), &source.source, sel.uidvalidity, new_last)?;
             if stats.recorded > 0 {
                 wake.notify_one();
             }
+            // The previous batch is marked (or the session failed: stop, it is read again).
+            let fetched_next = network?;
+            store::set_mailbox_state(store.conn(), &source.source, sel.uidvalidity, to_mark_last)?;
             last = new_last;
             if first_failed.is_some() || next.is_none() {
-                // Leave the rest for the next pass rather than skipping past a failure.
                 imap::mark_done(session, cfg, sel, &done).await?;
-                network?;
+                store::set_mailbox_state(store.conn(), &source.source, sel.uidvalidity, new_last)?;
                 if first_failed.is_some() {
+                    // Leave the rest for the next pass rather than skipping past a failure.
                     return Ok(());
                 }
                 break;
             }
             to_mark = done;
-            fetched = network?;
+            to_mark_last = new_last;
+            fetched = fetched_next;
         }
     }
 }

@@ -269,10 +269,19 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
         .enable_all()
         .build()?;
     let policy = send::RetryPolicy::from_config(&config);
-    let transport = Arc::new(rt.block_on(async { send::Transport::from_config(&config) })?);
-    let reader = Store::open(&config.database)?;
-    let (mut courier, delivering) = send::Courier::start(reader, transport.clone(), policy);
-    let delivering = rt.spawn(delivering);
+    // A transport that cannot be set up (a missing password file, say) is reported when the
+    // outbox is sent, after the mail is recorded, as without the courier.
+    let transport = rt
+        .block_on(async { send::Transport::from_config(&config) })
+        .map(Arc::new);
+    let mut courier = match &transport {
+        Ok(transport) => {
+            let reader = Store::open(&config.database)?;
+            let (courier, delivering) = send::Courier::start(reader, transport.clone(), policy);
+            Some((courier, rt.spawn(delivering)))
+        }
+        Err(_) => None,
+    };
     let pipeline = Pipeline::new(config, templates);
     let mut t = Totals::default();
     // `report` runs on the writer thread: a buffered Stdout (Send), not a StdoutLock.
@@ -333,14 +342,24 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
         };
         let _ = writeln!(out, "{line}");
     };
-    secintake::ingest_with(&pipeline, &mut store, LocalSource::new(paths), report, &mut courier)?;
-    courier.finish();
-    match rt.block_on(delivering) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("sending while reading stopped: {e}"),
-        Err(e) => tracing::warn!("sending while reading stopped: {e}"),
+    let source = LocalSource::new(paths);
+    let ingested = match &mut courier {
+        Some((courier, _)) => secintake::ingest_with(&pipeline, &mut store, source, report, courier),
+        None => secintake::ingest(&pipeline, &mut store, source, report),
+    };
+    // Even if ingesting stopped on an error: what the courier sent is recorded, so it is not
+    // sent again.
+    let mut stats = send::DrainStats::default();
+    if let Some((courier, delivering)) = courier {
+        courier.finish();
+        match rt.block_on(delivering) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("sending while reading stopped: {e}"),
+            Err(e) => tracing::warn!("sending while reading stopped: {e}"),
+        }
+        stats = courier.record_rest(&mut store)?;
     }
-    let mut stats = courier.record_rest(&mut store)?;
+    ingested?;
     let [reports, followups, format, offtopic, ignored] = t.per_kind;
     writeln!(
         out,
@@ -349,6 +368,7 @@ fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Re
     )?;
     out.flush()?;
     // What is still due: deferred mail, and any the courier did not get to.
+    let transport = transport?;
     stats.add(rt.block_on(async move {
         let stats = send::drain(&mut store, &transport, &policy).await;
         drop(transport);

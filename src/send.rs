@@ -13,6 +13,10 @@
 //! `TCP_NODELAY` sockets (and rustls for implicit TLS) driving lettre's `AsyncSmtpConnection`
 //! (STARTTLS, AUTH, the SMTP dialogue). Automatic replies leave with the null envelope sender
 //! (RFC 3834 §3.3), so they cannot bounce back into a loop.
+//!
+//! [`drain`] sends what is due, round after round, and records each round itself. A
+//! [`Courier`] sends while a mailbox is still being read (`ingest`), and leaves the recording
+//! to the pipeline's writer, so the store keeps one writer.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -321,6 +325,11 @@ pub struct Courier {
     shared: Arc<CourierShared>,
     policy: RetryPolicy,
     stats: DrainStats,
+    /// Results written in the current transaction, kept until it commits: a batch that rolls
+    /// back writes them again in the next one.
+    riding: Vec<(outbox::Due, Delivery)>,
+    /// Their totals.
+    riding_stats: DrainStats,
 }
 
 #[derive(Default)]
@@ -346,6 +355,8 @@ impl Courier {
             shared: shared.clone(),
             policy,
             stats: DrainStats::default(),
+            riding: Vec::new(),
+            riding_stats: DrainStats::default(),
         };
         (courier, deliver_committed(shared, reader, transport))
     }
@@ -362,19 +373,22 @@ impl Courier {
         let tx = store.batch()?;
         self.ride(&tx)?;
         tx.commit()?;
+        self.committed();
         Ok(self.stats)
     }
 }
 
 impl Rider for Courier {
     fn ride(&mut self, tx: &rusqlite::Connection) -> Result<(), StoreError> {
-        let results = std::mem::take(&mut *self.shared.results.lock().unwrap_or_else(|e| e.into_inner()));
-        let stats = record(tx, results, &self.policy)?;
-        self.stats.add(stats);
+        let new = std::mem::take(&mut *self.shared.results.lock().unwrap_or_else(|e| e.into_inner()));
+        self.riding.extend(new);
+        self.riding_stats = record(tx, self.riding.iter().cloned(), &self.policy)?;
         Ok(())
     }
 
     fn committed(&mut self) {
+        self.riding.clear();
+        self.stats.add(std::mem::take(&mut self.riding_stats));
         self.shared.wake.notify_one();
     }
 }

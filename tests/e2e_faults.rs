@@ -101,6 +101,16 @@ fn imap_outage_mid_run_loses_and_duplicates_nothing() {
     let all = wait_until(2 * BOUND, || {
         t.count("SELECT COUNT(*) FROM cases") >= 80 && distinct_acks() >= 80
     });
+    // Every message ends up marked done on the server, including any batch that was recorded
+    // but not yet marked when the connection dropped (read again as a duplicate, and marked).
+    let unmarked = || {
+        s.messages_in(&t.security, "INBOX")
+            .into_iter()
+            .map(|(raw, flags)| (header(&raw, "Message-ID"), flags.join(" ")))
+            .filter(|(_, f)| !(f.contains("Seen") && f.contains("$Secintake")))
+            .collect::<Vec<_>>()
+    };
+    let all_marked = wait_until(BOUND, || unmarked().is_empty());
     stop(d);
     let log = std::fs::read_to_string(t.dir.path().join("daemon.log")).unwrap();
     assert!(
@@ -127,6 +137,11 @@ fn imap_outage_mid_run_loses_and_duplicates_nothing() {
         "each ack sent (a 4xx while Dovecot, the MTA's auth and LMTP backend, is down is retried)"
     );
     assert_eq!(distinct_acks(), 80, "each reporter acknowledged, none twice by us");
+    assert!(
+        all_marked,
+        "left unmarked after the outage: {:?}",
+        unmarked().iter().map(|(_, f)| f).collect::<Vec<_>>()
+    );
     assert!(log.contains("reconnecting"), "the outage was noticed and logged");
     assert_eq!(
         log.matches("IMAP session ended").count(),

@@ -480,6 +480,39 @@ fn reply_to_an_offtopic_answer_opens_a_case_as_appeal() {
 // ---------------------------------------------------------------------------------------------
 // Outbox drain.
 
+/// A database from schema version 1 (forwards stored whole) opens, gains `original_at`, and
+/// its queued rows still go out exactly as they were stored.
+#[test]
+fn a_version_1_database_is_migrated_and_its_queue_still_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&std::fs::read_to_string("src/store/schema.sql").unwrap())
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO outbox (kind, auto_reply, rfc822_id, recipients, body, created_at, next_attempt)
+             VALUES ('forward', 0, 'old@example.org', '[\"team@example.org\"]', ?1, 1, 1)",
+            [b"Subject: old\r\n\r\nwhole original inside\r\n".as_slice()],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM outbox WHERE original_at IS NULL"), 1);
+    assert_eq!(
+        send::rendered(store.conn(), 1).unwrap().unwrap(),
+        b"Subject: old\r\n\r\nwhole original inside\r\n"
+    );
+    drop(store);
+    // Opening again runs nothing.
+    let store = Store::open(&path).unwrap();
+    let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+}
+
 /// A courier delivers committed rows beside the pipeline, and its results are recorded by the
 /// pipeline's next batch (the store keeps one writer); `record_rest` and a drain finish the
 /// job. Every row leaves exactly once.

@@ -89,15 +89,24 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > known {
             return Err(StoreError::TooNew { found: version, known });
         }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
+        if version == known {
+            return Ok(());
+        }
+        loop {
+            // The version is read again under the write lock: two processes opening an old
+            // database at once must not both run a step.
+            let tx = self.batch()?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let Some(step) = usize::try_from(version).ok().and_then(|v| MIGRATIONS.get(v)) else {
+                break;
+            };
             tx.execute_batch(step)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
         Ok(())
