@@ -136,6 +136,13 @@ reset_mail() {
     mkdir -p "$trash"
     if compgen -G "${MAILROOT:?}/*" >/dev/null; then
         mv "$MAILROOT"/* "$trash"/
+        # A fresh Postfix queue as well: its directories keep the size they grew to for the
+        # last run's 13,000 queue files (ext4 directories never shrink), and Postfix got
+        # slower run after run (880 -> 650 mails/s).
+        "$SERVERS" stop-smtp "$DIR" >/dev/null
+        mv "$QUEUE" "$trash/postfix-queue"
+        mkdir -p "$QUEUE"
+        "$SERVERS" start-smtp "$DIR" >/dev/null
         # Postfix deleted a queue file for every mail of the last run: let those inodes age
         # past the allocator's window, so that this run starts where the first one did.
         sync
