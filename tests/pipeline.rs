@@ -501,7 +501,10 @@ fn a_version_1_database_is_migrated_and_its_queue_still_sends() {
     let store = Store::open(&path).unwrap();
     let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, 2);
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM outbox WHERE original_at IS NULL"), 1);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM outbox WHERE original_at IS NULL"),
+        1
+    );
     assert_eq!(
         send::rendered(store.conn(), 1).unwrap().unwrap(),
         b"Subject: old\r\n\r\nwhole original inside\r\n"
@@ -741,26 +744,7 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
     {
         let tx = env.store.batch().unwrap();
         let first = items.first().unwrap();
-        let message = store::insert_message(
-            &tx,
-            &store::NewMessage {
-                sha256: "0000000000000000000000000000000000000000000000000000000000000001",
-                message_id: Some("report1@example.com"),
-                source: &first.source,
-                source_ref: &first.source_ref,
-                received_at: store::now(),
-                raw: &first.raw,
-                verdict: "report",
-                reason: None,
-                project: Some("tomcat"),
-                case_id: None,
-                from_addr: "igor@example.com",
-                subject: "Tomcat HTTP/2 crash",
-                date: None,
-                signals: "[]",
-            },
-        )
-        .unwrap();
+        // In the pipeline's order: the case, then the message that opens it.
         let case = cases::create(
             &tx,
             &cases::NewCase {
@@ -775,7 +759,26 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
             },
         )
         .unwrap();
-        store::set_message_case(&tx, message, &case).unwrap();
+        let message = store::insert_message(
+            &tx,
+            &store::NewMessage {
+                sha256: "0000000000000000000000000000000000000000000000000000000000000001",
+                message_id: Some("report1@example.com"),
+                source: &first.source,
+                source_ref: &first.source_ref,
+                received_at: store::now(),
+                raw: &first.raw,
+                verdict: "report",
+                reason: None,
+                project: Some("tomcat"),
+                case_id: Some(&case),
+                from_addr: "igor@example.com",
+                subject: "Tomcat HTTP/2 crash",
+                date: None,
+                signals: "[]",
+            },
+        )
+        .unwrap();
         cases::event(&tx, &case, store::now(), "reported", "", Some(message)).unwrap();
         outbox::enqueue(
             &tx,

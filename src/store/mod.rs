@@ -177,7 +177,8 @@ pub fn find_duplicate(conn: &Connection, sha256: &str, source: &str, message_id:
         .optional()?)
 }
 
-/// Inserts a message row; returns its id.
+/// Inserts a message row; returns its id. Its case, if any, is created first and given here:
+/// the row is never updated afterwards (an update would rewrite the raw bytes with it).
 pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO messages (sha256, message_id, source, source_ref, received_at, size, raw,
@@ -202,15 +203,6 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
         m.signals,
     ])?;
     Ok(conn.last_insert_rowid())
-}
-
-/// Sets the case of a message inserted before its case existed.
-pub fn set_message_case(conn: &Connection, message: i64, case_id: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE messages SET case_id = ?1 WHERE id = ?2",
-        params![case_id, message],
-    )?;
-    Ok(())
 }
 
 /// The raw bytes of a stored message.
