@@ -13,6 +13,11 @@
 //!
 //! Reconnects use exponential backoff with jitter; a failing server is logged once when it
 //! fails and once when it is back, not at every attempt.
+//!
+//! Reading a folder goes batch by batch: while one batch is recorded, the session marks the
+//! previous one done and fetches the next. The folder's saved position moves past a batch only
+//! once it is marked, so a batch committed but not marked is read again (as duplicates) and
+//! marked on the next pass.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

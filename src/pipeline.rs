@@ -8,6 +8,9 @@
 //! before that transaction commits (mail waits in the outbox; IMAP flags wait for
 //! the `Ok` outcome of their message). The same bytes, or the same Message-ID from the same source, are
 //! recognised and skipped, so re-reading a source never makes a second case.
+//!
+//! The store has one writer. Work that others must write (delivery results, for one) joins
+//! a batch's transaction as a [`Rider`] rather than opening a second writer.
 
 use std::time::{Duration, SystemTime};
 
