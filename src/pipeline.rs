@@ -298,18 +298,12 @@ impl Pipeline {
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(len);
         for (item, p) in prepared {
-            let sp = tx.savepoint()?;
-            match self.process_one(&sp, item, p, SystemTime::now()) {
-                Ok(outcome) => {
-                    sp.commit()?;
-                    results.push(Ok(outcome));
-                }
-                Err(e) => {
-                    drop(sp); // rolls back this message only
-                    tracing::error!(source_ref = %item.source_ref, error = %e, "message not recorded");
-                    results.push(Err(e));
-                }
+            // A message that fails rolls back alone.
+            let result = store::in_savepoint(tx, |conn| self.process_one(conn, item, p, SystemTime::now()))?;
+            if let Err(e) = &result {
+                tracing::error!(source_ref = %item.source_ref, error = %e, "message not recorded");
             }
+            results.push(result);
         }
         Ok(results)
     }

@@ -535,10 +535,17 @@ impl<'c> Composer<'c> {
 /// lines of at most 998 bytes without NUL or bare CR go out as 7bit/8bit unchanged (after
 /// [`crlf`]); anything else (rare, and broken already) is sent base64.
 fn rfc822_encoding(raw: &[u8]) -> Option<ContentTransferEncoding> {
-    let clean = raw.split(|&b| b == b'\n').all(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.len() <= 998 && !line.iter().any(|&b| b == 0 || b == b'\r')
+    // The same test as "every line, less one trailing CR, is at most 998 bytes without NUL or
+    // CR", done with memchr: this runs over every reported message's raw bytes.
+    let no_nul = memchr::memchr(0, raw).is_none();
+    let no_bare_cr = memchr::memchr_iter(b'\r', raw).all(|i| matches!(raw.get(i + 1), Some(b'\n') | None));
+    let mut start = 0;
+    let short_lines = memchr::memchr_iter(b'\n', raw).chain([raw.len()]).all(|end| {
+        let line = raw.get(start..end).unwrap_or_default();
+        start = end + 1;
+        line.strip_suffix(b"\r").unwrap_or(line).len() <= 998
     });
+    let clean = no_nul && no_bare_cr && short_lines;
     match (clean, raw.is_ascii()) {
         (false, _) => None,
         (true, true) => Some(ContentTransferEncoding::SevenBit),
@@ -702,6 +709,58 @@ mod tests {
         ];
         for raw in cases {
             assert_eq!(crlf(raw), crlf_reference(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    /// The line-by-line definition `rfc822_encoding` replaced.
+    fn clean_reference(raw: &[u8]) -> bool {
+        raw.split(|&b| b == b'\n').all(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line.len() <= 998 && !line.iter().any(|&b| b == 0 || b == b'\r')
+        })
+    }
+
+    #[test]
+    fn rfc822_encoding_agrees_with_the_line_by_line_test() {
+        let long = "x".repeat(998);
+        let longer = "x".repeat(999);
+        let mut cases: Vec<Vec<u8>> = [
+            "",
+            "\r",
+            "a\r",
+            "a\rb",
+            "\r\n",
+            "a\r\r\n",
+            "a\0b",
+            "\n\n",
+            "caf\u{e9}\r\n",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        cases.push(format!("{long}\r\n{long}").into_bytes());
+        cases.push(format!("{long}\n{longer}").into_bytes());
+        cases.push(format!("{longer}\r\n").into_bytes());
+        cases.push(format!("{long}\r").into_bytes());
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let len = rng.usize(0..3000);
+            // Mostly text, so that lines and CRs decide; NUL now and then.
+            let bytes: &[u8] = if rng.u8(..) == 0 {
+                b"ab\r\n\0"
+            } else {
+                b"abcdefgh \r\n\xe9"
+            };
+            cases.push((0..len).map(|_| *rng.choice(bytes).unwrap_or(&b'a')).collect());
+        }
+        for raw in &cases {
+            let expected = clean_reference(raw);
+            assert_eq!(
+                rfc822_encoding(raw).is_some(),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 

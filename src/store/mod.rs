@@ -177,6 +177,20 @@ pub fn find_duplicate(conn: &Connection, sha256: &str, source: &str, message_id:
         .optional()?)
 }
 
+/// Runs `f` inside a savepoint of the current transaction: its writes stay if it returns `Ok`
+/// and are rolled back alone if it returns `Err`, which is handed back inside `Ok`. The outer
+/// `Err` is the savepoint itself failing. (rusqlite's `Savepoint` prepares its two statements
+/// anew every time; here they are cached, which counts at one savepoint per message.)
+pub fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<Result<T>> {
+    conn.prepare_cached("SAVEPOINT message")?.execute([])?;
+    let result = f(conn);
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO message")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE message")?.execute([])?;
+    Ok(result)
+}
+
 /// Inserts a message row; returns its id. Its case, if any, is created first and given here:
 /// the row is never updated afterwards (an update would rewrite the raw bytes with it).
 pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
