@@ -364,10 +364,10 @@ async fn drain_imap(
             }
             // The previous batch is marked (or the session failed: stop, it is read again).
             let fetched_next = network?;
-            store::set_mailbox_state(store.conn(), &source.source, sel.uidvalidity, to_mark_last)?;
             last = new_last;
             if first_failed.is_some() || next.is_none() {
                 imap::mark_done(session, cfg, sel, &done).await?;
+                // This batch and the one before are marked: one write saves both.
                 store::set_mailbox_state(store.conn(), &source.source, sel.uidvalidity, new_last)?;
                 if first_failed.is_some() {
                     // Leave the rest for the next pass rather than skipping past a failure.
@@ -375,6 +375,7 @@ async fn drain_imap(
                 }
                 break;
             }
+            store::set_mailbox_state(store.conn(), &source.source, sel.uidvalidity, to_mark_last)?;
             to_mark = done;
             to_mark_last = new_last;
             fetched = fetched_next;

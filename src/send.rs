@@ -438,16 +438,16 @@ fn on_sent(conn: &rusqlite::Connection, row: &outbox::Due, now: i64) -> Result<(
 
 /// A queued message as it goes out: a forward gets its original back (see
 /// [`outbox::Stored`]).
-pub fn wire(message: &outbox::Stored) -> Vec<u8> {
+pub fn wire(message: &outbox::Stored) -> std::borrow::Cow<'_, [u8]> {
     match &message.original {
-        Some(raw) => crate::reply::splice_original(&message.body, message.original_at, raw),
-        None => message.body.clone(),
+        Some(raw) => crate::reply::splice_original(&message.body, message.original_at, raw).into(),
+        None => (&message.body[..]).into(),
     }
 }
 
 /// Outbox row `id` as it goes (or went) out.
 pub fn rendered(conn: &rusqlite::Connection, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(outbox::stored(conn, id)?.map(|m| wire(&m)))
+    Ok(outbox::stored(conn, id)?.map(|m| wire(&m).into_owned()))
 }
 
 async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery> {
