@@ -25,8 +25,8 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
 use regex_automata::{Anchored, Input, meta, util::syntax};
-use regex_syntax::hir::Hir;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Hir, HirKind};
 
 use super::{Reason, Signal};
 use crate::parse::Inbound;
@@ -351,7 +351,7 @@ impl Lines {
         };
         let mut severity_rows = 0;
         let mut line_end = 0;
-        for &(_, at, end) in severity {
+        for &(at, end) in severity {
             // Every severity shape has the word standing alone ("follow" is not "low").
             if at < line_end || (at > 0 && word(at - 1)) || word(end) {
                 continue;
@@ -416,8 +416,9 @@ pub struct TopicRules {
     /// One pass over the text finds where each rule can match at all: every trigger literal of
     /// every rule that has them.
     triggers: Option<AhoCorasick>,
-    /// Trigger pattern -> the rules it triggers.
-    trigger_rules: Vec<Vec<usize>>,
+    /// Trigger pattern -> the rules it triggers, each with how far that rule's matches can
+    /// reach around it.
+    trigger_rules: Vec<Vec<(usize, Reach)>>,
 }
 
 /// One rule, ready to search.
@@ -433,15 +434,25 @@ enum Find {
     /// first that matches is the leftmost match, so this is exact and costs only the length of
     /// each attempt.
     Prefix,
-    /// Every match contains a trigger and is at most `max_len` bytes long: only the windows of
-    /// `max_len` bytes either side of the occurrences are searched.
+    /// Every match contains a trigger and is at most `max_len` bytes long: only the windows
+    /// around the occurrences are searched, as far as a match can reach from each trigger (at
+    /// most `max_len` bytes either side; see [`reaches`]).
     Window { max_len: usize },
     /// No usable literals: the whole text is searched.
     Always,
 }
 
-/// Where one trigger literal occurred: rule index, start, end.
-type Hit = (usize, usize, usize);
+/// Where one trigger literal occurred, for one rule: the span a match around it can take
+/// (for [`Find::Prefix`] and the severity words, the occurrence itself).
+type Hit = (usize, usize);
+
+/// How far a match can extend around one trigger: at most `before` bytes before the
+/// occurrence starts and `after` bytes after it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reach {
+    before: usize,
+    after: usize,
+}
 
 /// How far a bounded rule lets an unbounded repetition run (see [`ascii_pattern`]).
 const REPEAT_BOUND: u32 = 32;
@@ -473,18 +484,18 @@ impl TopicRules {
         let mut rules = Vec::with_capacity(RULES.len());
         // Each distinct literal is one automaton pattern, listing the rules it triggers.
         let mut words: Vec<Vec<u8>> = Vec::new();
-        let mut trigger_rules: Vec<Vec<usize>> = Vec::new();
+        let mut trigger_rules: Vec<Vec<(usize, Reach)>> = Vec::new();
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut trigger = |literal: Vec<u8>, rule: usize| {
+        let mut trigger = |literal: Vec<u8>, rule: usize, reach: Reach| {
             let n = *index.entry(literal.clone()).or_insert_with(|| {
                 words.push(literal);
                 trigger_rules.push(Vec::new());
                 words.len() - 1
             });
             if let Some(rules) = trigger_rules.get_mut(n)
-                && !rules.contains(&rule)
+                && !rules.iter().any(|&(r, _)| r == rule)
             {
-                rules.push(rule);
+                rules.push((rule, reach));
             }
         };
         for (i, rule) in RULES.iter().enumerate() {
@@ -492,10 +503,6 @@ impl TopicRules {
             let pattern = ascii_pattern(manual.is_some(), rule.pattern);
             // Bytes, not chars: the rules are ASCII, and `[^?!;]{0,100}` as UTF-8 would
             // be 400 bytes long, for a DFA four times the size and windows four times as wide.
-            let re = meta::Builder::new()
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
-                .build(&pattern)
-                .expect("static rules compile");
             let hir = regex_syntax::ParserBuilder::new()
                 .unicode(false)
                 .utf8(false)
@@ -518,13 +525,33 @@ impl TopicRules {
                     None => (Find::Always, Vec::new()),
                 },
             };
-            for l in lits {
-                trigger(l, i);
+            let reach = match find {
+                Find::Window { max_len } => reaches(&hir, &lits).unwrap_or_else(|| {
+                    vec![
+                        Reach {
+                            before: max_len,
+                            after: max_len
+                        };
+                        lits.len()
+                    ]
+                }),
+                _ => vec![Reach::default(); lits.len()],
+            };
+            for (l, reach) in lits.into_iter().zip(reach) {
+                trigger(l, i, reach);
             }
+            // A rule searched in windows or from its triggers gets no prefilter of its own:
+            // the trigger pass has already found its literals, and in a window of a few
+            // hundred bytes a second literal search costs more than the DFA it would skip.
+            let re = meta::Builder::new()
+                .configure(meta::Config::new().auto_prefilter(find == Find::Always))
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .build(&pattern)
+                .expect("static rules compile");
             rules.push(Compiled { re, find });
         }
         for w in SEVERITY_WORDS {
-            trigger(w.as_bytes().to_vec(), RULES.len());
+            trigger(w.as_bytes().to_vec(), RULES.len(), Reach::default());
         }
         let triggers = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -541,18 +568,52 @@ impl TopicRules {
         }
     }
 
-    /// Every trigger occurrence in `text`, sorted by rule and start.
-    fn hits(&self, text: &str) -> Vec<Hit> {
-        let mut out = Vec::new();
+    /// Every trigger occurrence in `text`, grouped by rule.
+    fn hits(&self, text: &str) -> Hits {
+        // Rules (and the severity pseudo-rule) are buckets of a counting sort: a sort of
+        // all hits by rule cost more than the automaton that found them.
+        let buckets = self.rules.len() + 1;
+        let mut found: Vec<(usize, Hit)> = Vec::new();
+        let mut starts = vec![0; buckets + 1];
         if let Some(ac) = &self.triggers {
             for m in ac.find_overlapping_iter(text) {
-                for &rule in self.trigger_rules.get(m.pattern().as_usize()).into_iter().flatten() {
-                    out.push((rule, m.start(), m.end()));
+                for &(rule, reach) in self.trigger_rules.get(m.pattern().as_usize()).into_iter().flatten() {
+                    let span = (
+                        m.start().saturating_sub(reach.before),
+                        m.end().saturating_add(reach.after).min(text.len()),
+                    );
+                    found.push((rule, span));
+                    if let Some(n) = starts.get_mut(rule + 1) {
+                        *n += 1;
+                    }
                 }
             }
         }
-        out.sort_unstable();
-        out
+        for i in 1..starts.len() {
+            let before = starts.get(i - 1).copied().unwrap_or(0);
+            if let Some(n) = starts.get_mut(i) {
+                *n += before;
+            }
+        }
+        let mut spans = vec![(0, 0); found.len()];
+        let mut next = starts.clone();
+        for (rule, span) in found {
+            if let Some(at) = next.get_mut(rule)
+                && let Some(slot) = spans.get_mut(*at)
+            {
+                *slot = span;
+                *at += 1;
+            }
+        }
+        // The automaton reports by end, so each bucket is nearly sorted by start already.
+        for pair in starts.windows(2) {
+            if let [a, b] = *pair
+                && let Some(bucket) = spans.get_mut(a..b)
+            {
+                bucket.sort_unstable();
+            }
+        }
+        Hits { spans, starts }
     }
 
     /// Scores a message and decides whether it is off-topic.
@@ -565,11 +626,11 @@ impl TopicRules {
         let (subject, body) = (&text.subject, &text.body);
         let (in_subject, in_body) = (self.hits(subject), self.hits(body));
         let fired = self.fire(|i, c, part| match part {
-            Subject => c.find(subject, of_rule(&in_subject, i)),
-            _ => c.find(body, of_rule(&in_body, i)),
+            Subject => c.find(subject, in_subject.of(i)),
+            _ => c.find(body, in_body.of(i)),
         });
         let lines = match self.triggers {
-            Some(_) => Lines::count(body, of_rule(&in_body, RULES.len())),
+            Some(_) => Lines::count(body, in_body.of(RULES.len())),
             None => Lines::count_each(body),
         };
         self.decide(body, fired, lines)
@@ -808,6 +869,97 @@ fn ascii_pattern(bounded: bool, pattern: &str) -> String {
     out
 }
 
+/// For each of `words`, how far a match of `hir` can reach around an occurrence of it that
+/// lies inside one of the pattern's literals. `None` unless every match passes through such a
+/// literal (then the window around that occurrence holds the whole match), or when a word
+/// occurs in no literal, or when the pattern is unbounded.
+fn reaches(hir: &Hir, words: &[Vec<u8>]) -> Option<Vec<Reach>> {
+    if !covered(hir, words) {
+        return None;
+    }
+    let mut out = vec![None; words.len()];
+    spans(hir, words, Reach::default(), &mut out)?;
+    out.into_iter().collect()
+}
+
+/// Whether every match of `hir` passes through a literal that contains one of `words`.
+fn covered(hir: &Hir, words: &[Vec<u8>]) -> bool {
+    match hir.kind() {
+        HirKind::Literal(lit) => words.iter().any(|w| contains(&lit.0, w)),
+        HirKind::Concat(subs) => subs.iter().any(|h| covered(h, words)),
+        HirKind::Alternation(subs) => subs.iter().all(|h| covered(h, words)),
+        HirKind::Repetition(rep) => rep.min >= 1 && covered(&rep.sub, words),
+        HirKind::Capture(cap) => covered(&cap.sub, words),
+        HirKind::Empty | HirKind::Class(_) | HirKind::Look(_) => false,
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Widens `out[i]` to cover every occurrence of `words[i]` in the literals of `hir`, given
+/// that at most `ctx.before` bytes of the match precede `hir` and `ctx.after` follow it.
+fn spans(hir: &Hir, words: &[Vec<u8>], ctx: Reach, out: &mut [Option<Reach>]) -> Option<()> {
+    match hir.kind() {
+        HirKind::Literal(lit) => {
+            let lit = &lit.0;
+            for (w, slot) in words.iter().zip(out.iter_mut()) {
+                if w.is_empty() || w.len() > lit.len() {
+                    continue;
+                }
+                for (at, window) in lit.windows(w.len()).enumerate() {
+                    if window != w.as_slice() {
+                        continue;
+                    }
+                    let here = Reach {
+                        before: ctx.before + at,
+                        after: ctx.after + (lit.len() - at - w.len()),
+                    };
+                    let wider = slot.get_or_insert(here);
+                    wider.before = wider.before.max(here.before);
+                    wider.after = wider.after.max(here.after);
+                }
+            }
+        }
+        HirKind::Concat(subs) => {
+            let lens = subs
+                .iter()
+                .map(|h| h.properties().maximum_len())
+                .collect::<Option<Vec<usize>>>()?;
+            let total: usize = lens.iter().sum();
+            let mut sofar = 0;
+            for (h, len) in subs.iter().zip(&lens) {
+                let inner = Reach {
+                    before: ctx.before + sofar,
+                    after: ctx.after + (total - sofar - len),
+                };
+                spans(h, words, inner, out)?;
+                sofar += len;
+            }
+        }
+        HirKind::Alternation(subs) => {
+            for h in subs {
+                spans(h, words, ctx, out)?;
+            }
+        }
+        HirKind::Repetition(rep) => {
+            let max = usize::try_from(rep.max?).ok()?;
+            if max > 0 {
+                let extra = (max - 1).checked_mul(rep.sub.properties().maximum_len()?)?;
+                let inner = Reach {
+                    before: ctx.before + extra,
+                    after: ctx.after + extra,
+                };
+                spans(&rep.sub, words, inner, out)?;
+            }
+        }
+        HirKind::Capture(cap) => spans(&cap.sub, words, ctx, out)?,
+        HirKind::Empty | HirKind::Class(_) | HirKind::Look(_) => {}
+    }
+    Some(())
+}
+
 /// Whether every match of a rule ends with '?'.
 fn ends_with_question(hir: &Hir) -> bool {
     let seq = Extractor::new().kind(ExtractKind::Suffix).extract(hir);
@@ -815,11 +967,22 @@ fn ends_with_question(hir: &Hir) -> bool {
         .is_some_and(|lits| !lits.is_empty() && lits.iter().all(|l| l.as_bytes() == b"?"))
 }
 
-/// The hits of rule `i` in `hits` (sorted by rule).
-fn of_rule(hits: &[Hit], i: usize) -> &[Hit] {
-    let a = hits.partition_point(|h| h.0 < i);
-    let b = hits.partition_point(|h| h.0 <= i);
-    hits.get(a..b).unwrap_or_default()
+/// The trigger occurrences in one text, grouped by rule.
+struct Hits {
+    /// Every rule's hits, rule after rule, each rule's sorted by start.
+    spans: Vec<Hit>,
+    /// Where each rule's hits begin in `spans`; one more entry than there are rules.
+    starts: Vec<usize>,
+}
+
+impl Hits {
+    /// The hits of rule `i`, sorted by start.
+    fn of(&self, i: usize) -> &[Hit] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.spans.get(a..b).unwrap_or_default(),
+            _ => &[],
+        }
+    }
 }
 
 /// The text of the leftmost match of `re` in all of `text`.
@@ -848,7 +1011,7 @@ impl Compiled {
             Find::Always => whole(&self.re, text),
             Find::Prefix => {
                 let mut last = None;
-                for &(_, start, _) in hits {
+                for &(start, _) in hits {
                     if last == Some(start) {
                         continue;
                     }
@@ -860,16 +1023,13 @@ impl Compiled {
                 }
                 None
             }
-            Find::Window { max_len } => {
-                // Merge overlapping windows; search each; the first with a match holds the
-                // leftmost one, which starts no earlier than the window (an earlier match would
-                // contain an earlier trigger, inside an earlier window).
+            Find::Window { .. } => {
+                // Each hit is already the window a match around it can take. Merge
+                // overlapping windows; search each; the first with a match holds the leftmost
+                // one, which starts no earlier than the window (an earlier match would contain
+                // a trigger whose window starts earlier, inside an earlier merged window).
                 let mut window: Option<(usize, usize)> = None;
-                for &(_, start, end) in hits {
-                    let (a, b) = (
-                        start.saturating_sub(max_len),
-                        end.saturating_add(max_len).min(text.len()),
-                    );
+                for &(a, b) in hits {
                     match window {
                         Some((wa, wb)) if a <= wb => window = Some((wa, wb.max(b))),
                         _ => {
@@ -1077,12 +1237,89 @@ fn own_words(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use regex_syntax::hir::{Class, HirKind};
+    use regex_syntax::hir::Class;
 
     use super::*;
 
     /// A random string of the language of `hir` (assertions ignored: the caller keeps only
     /// samples the regex really matches).
+    /// The windows around triggers must hold every match: draw matches of each windowed
+    /// rule at full length (every repetition may run to its bound), set them in filler text,
+    /// and check that the windowed search finds what the plain search finds.
+    #[test]
+    fn trigger_windows_hold_every_match() {
+        let rules = TopicRules::new();
+        let mut rng = fastrand::Rng::with_seed(0x3834);
+        let filler = ["the ", "server ", "we ", "to ", "a\n", "version 9 ", "; ", "? ", "is "];
+        let mut wrong = Vec::new();
+        for (i, (rule, c)) in RULES.iter().zip(&rules.rules).enumerate() {
+            if !matches!(c.find, Find::Window { .. }) {
+                continue;
+            }
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(&ascii_pattern(true, rule.pattern))
+                .expect("static rules parse");
+            let mut matched = 0;
+            for _ in 0..3000 {
+                let mut raw = b"x\n".to_vec();
+                for _ in 0..rng.usize(0..3) {
+                    (0..rng.usize(0..40))
+                        .for_each(|_| raw.extend_from_slice(filler[rng.usize(..filler.len())].as_bytes()));
+                    sample_long(&hir, &mut rng, &mut raw);
+                }
+                raw.extend_from_slice(b"\nx");
+                let text = String::from_utf8_lossy(&raw);
+                let plain = whole(&c.re, &text);
+                matched += usize::from(plain.is_some());
+                let filtered = c.find(&text, rules.hits(&text).of(i));
+                if filtered != plain {
+                    wrong.push(format!("{}: {plain:?} but windows found {filtered:?}", rule.name));
+                    break;
+                }
+            }
+            if matched < 100 {
+                wrong.push(format!("{}: only {matched} of 3000 texts matched", rule.name));
+            }
+        }
+        assert!(wrong.is_empty(), "windowed search differs:\n{}", wrong.join("\n"));
+    }
+
+    /// As [`sample`], but each repetition runs anywhere up to its bound, often all the way.
+    fn sample_long(hir: &Hir, rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
+        match hir.kind() {
+            HirKind::Repetition(rep) => {
+                let max = rep.max.unwrap_or(rep.min + 8);
+                let n = if rng.bool() { max } else { rng.u32(rep.min..=max) };
+                for _ in 0..n {
+                    sample_long(&rep.sub, rng, out);
+                }
+            }
+            // ASCII only: a byte that is not UTF-8 would become three in the text searched.
+            HirKind::Class(Class::Bytes(c)) => {
+                let ascii: Vec<(u8, u8)> = c
+                    .ranges()
+                    .iter()
+                    .filter(|r| r.start() <= 0x7E && r.end() >= 0x09)
+                    .map(|r| (r.start().max(0x09), r.end().min(0x7E)))
+                    .collect();
+                if let Some(&(a, b)) = ascii.get(rng.usize(..ascii.len().max(1))) {
+                    out.push(rng.u8(a..=b));
+                }
+            }
+            HirKind::Capture(cap) => sample_long(&cap.sub, rng, out),
+            HirKind::Concat(parts) => parts.iter().for_each(|p| sample_long(p, rng, out)),
+            HirKind::Alternation(alts) => {
+                if let Some(a) = alts.get(rng.usize(..alts.len())) {
+                    sample_long(a, rng, out);
+                }
+            }
+            _ => sample(hir, rng, out),
+        }
+    }
+
     fn sample(hir: &Hir, rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
         match hir.kind() {
             HirKind::Empty | HirKind::Look(_) => {}
