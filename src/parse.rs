@@ -213,33 +213,59 @@ fn parser() -> MessageParser {
 
 /// Parses a raw message. Never panics, never fails.
 pub fn parse(raw: &[u8]) -> Inbound {
-    // Classic Mac line endings (bare CR, no LF anywhere): mail-parser needs LF.
-    let unix;
-    let bytes = if !raw.contains(&b'\n') && raw.contains(&b'\r') {
-        unix = raw
-            .iter()
+    let bytes = prepared(raw);
+    let bytes = skip_preamble(&bytes);
+    // A cut body that turns out to be broken base64 is parsed again whole: mail-parser then
+    // keeps it raw, and the cut would show.
+    elide(bytes)
+        .and_then(|e| parse_bytes(raw, &e.bytes, &e.cuts))
+        .or_else(|| parse_bytes(raw, bytes, &[]))
+        .unwrap_or_else(|| fallback(raw))
+}
+
+/// As [`parse`], decoding every base64 body in full. Tests compare the two.
+#[doc(hidden)]
+pub fn parse_whole(raw: &[u8]) -> Inbound {
+    let bytes = prepared(raw);
+    parse_bytes(raw, skip_preamble(&bytes), &[]).unwrap_or_else(|| fallback(raw))
+}
+
+/// Classic Mac line endings (bare CR, no LF anywhere) made LF: mail-parser needs LF.
+fn prepared(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !raw.contains(&b'\n') && raw.contains(&b'\r') {
+        raw.iter()
             .map(|&b| if b == b'\r' { b'\n' } else { b })
-            .collect::<Vec<u8>>();
-        unix.as_slice()
+            .collect::<Vec<u8>>()
+            .into()
     } else {
-        raw
-    };
-    let bytes = skip_preamble(bytes);
+        raw.into()
+    }
+}
+
+/// Parses `bytes` (`raw` as prepared, perhaps cut); `None` only when a cut body is broken.
+fn parse_bytes(raw: &[u8], bytes: &[u8], cuts: &[Cut]) -> Option<Inbound> {
     // mail-parser is robust, but it has panicked on a real message (an inconsistent part
     // tree in a corpus file). Hostile input must never take the daemon down: contain it,
     // and fall back to the raw-text view.
-    let parsed = std::panic::catch_unwind(|| parser().parse(bytes).map(|m| inbound(&m, raw.len())));
+    let parsed = std::panic::catch_unwind(|| parser().parse(bytes).map(|m| inbound(&m, raw.len(), cuts)));
     match parsed {
         Ok(Some(inb)) => inb,
-        Ok(None) => fallback(raw),
+        Ok(None) => Some(fallback(raw)),
         Err(_) => {
             tracing::warn!(size = raw.len(), "mail-parser panicked; using the raw text");
-            fallback(raw)
+            Some(fallback(raw))
         }
     }
 }
 
-fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
+fn inbound(msg: &mail_parser::Message<'_>, size: usize, cuts: &[Cut]) -> Option<Inbound> {
+    if msg
+        .parts
+        .iter()
+        .any(|p| p.is_encoding_problem && cuts.iter().any(|c| in_part(p, c)))
+    {
+        return None;
+    }
     let mut inb = Inbound {
         size,
         parts: msg.parts.len(),
@@ -371,7 +397,7 @@ fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
             inb.encrypted_attachment = true;
         }
         let kind = attachment_kind(&ctype, &sub, name.as_deref(), &part.body);
-        let size = part.contents().len();
+        let size = part.contents().len() + cut_from(part, cuts);
         if kind == AttachmentKind::Text && inb.text.len() < MAX_TEXT {
             // A text attachment (PoC, log) is part of what the reporter told us.
             if let PartType::Text(t) = &part.body {
@@ -395,7 +421,7 @@ fn inbound(msg: &mail_parser::Message<'_>, size: usize) -> Inbound {
         inb.signed = true;
     }
     inb.encryption = encryption;
-    inb
+    Some(inb)
 }
 
 /// Skips what comes before the header block in files saved by hand or cut from an mbox:
@@ -611,4 +637,307 @@ fn fallback(raw: &[u8]) -> Inbound {
     };
     push_capped(&mut inb.text, &text);
     inb
+}
+
+// --- Long base64 bodies --------------------------------------------------------------------
+//
+// Decoding is most of the cost of parsing a big message, and nothing here reads far into a
+// base64 body: text is capped at MAX_TEXT, and of a binary attachment only its first bytes
+// and its size matter. So before a message of ELIDE_ABOVE bytes or more is parsed, the middle
+// of each long base64 body is cut out, whole lines at a time, and the sizes are put back
+// afterwards. What mail-parser returns for the cut message is then the same as for the whole
+// one, up to those sizes. A cut body that mail-parser finds broken (it then keeps the body
+// raw, cut included) sends the message to be parsed again whole. `parse_whole` keeps the
+// plain way for the tests that check all this.
+
+/// Messages smaller than this are parsed as they are.
+const ELIDE_ABOVE: usize = 128 * 1024;
+/// Base64 kept at the start of a binary body: the first bytes tell encrypted data apart.
+const KEEP_BINARY: usize = 4 * 1024;
+/// Base64 kept at the start of a text body: enough for MAX_TEXT of text in any charset.
+const KEEP_TEXT: usize = 512 * 1024;
+
+/// A message with base64 lines cut out.
+struct Elided {
+    bytes: Vec<u8>,
+    cuts: Vec<Cut>,
+}
+
+/// One run of lines cut out of a base64 body.
+struct Cut {
+    /// Where, in the cut message.
+    at: usize,
+    /// Bytes the lines decode to.
+    decoded: usize,
+    /// Bytes of the lines, line ends included.
+    raw: usize,
+}
+
+/// Bytes of the cut lines inside `part`: as decoded, or as raw text for an attached message
+/// (whose contents are its raw bytes).
+fn cut_from(part: &mail_parser::MessagePart<'_>, cuts: &[Cut]) -> usize {
+    cuts.iter()
+        .filter(|c| in_part(part, c))
+        .map(|c| match part.body {
+            PartType::Message(_) => c.raw,
+            _ => c.decoded,
+        })
+        .sum()
+}
+
+fn in_part(part: &mail_parser::MessagePart<'_>, cut: &Cut) -> bool {
+    (part.offset_body as usize) <= cut.at && cut.at < part.offset_end as usize
+}
+
+/// The message with the middle of its long base64 bodies cut out, or `None` when nothing is
+/// worth cutting. Only lines mail-parser would decode without a remark are cut: a whole number
+/// of lines of one length (a multiple of 4) of the base64 alphabet, with the body's last line
+/// always kept, so what remains decodes to the same bytes, minus the cut.
+fn elide(src: &[u8]) -> Option<Elided> {
+    if src.len() < ELIDE_ABOVE {
+        return None;
+    }
+    let mut regions = Vec::new();
+    // Each header block (the message's, then the one after each boundary line) and its body.
+    let mut pos = 0;
+    while pos < src.len() {
+        // A closing boundary can be followed at once by its parent's next boundary.
+        while src.get(pos..).is_some_and(|s| s.starts_with(b"--")) {
+            pos = memchr::memchr(b'\n', src.get(pos..)?).map_or(src.len(), |i| pos + i + 1);
+        }
+        let (headers, body) = header_block(src, pos);
+        let body_end = memchr::memmem::find(src.get(body..)?, b"\n--").map_or(src.len(), |i| body + i + 1);
+        if let Some(keep) = src.get(pos..headers).and_then(base64_keep)
+            && let Some(region) = cuttable(src, body, body_end, keep)
+        {
+            regions.push(region);
+        }
+        // Past the boundary line.
+        pos = memchr::memchr(b'\n', src.get(body_end..)?).map_or(src.len(), |i| body_end + i + 1);
+    }
+    if regions.is_empty() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(src.len() - regions.iter().map(|r| r.1 - r.0).sum::<usize>());
+    let mut cuts = Vec::with_capacity(regions.len());
+    let mut copied = 0;
+    for (a, b, decoded) in regions {
+        bytes.extend_from_slice(src.get(copied..a)?);
+        cuts.push(Cut {
+            at: bytes.len(),
+            decoded,
+            raw: b - a,
+        });
+        copied = b;
+    }
+    bytes.extend_from_slice(src.get(copied..)?);
+    Some(Elided { bytes, cuts })
+}
+
+/// The header block starting at `pos`: where its blank line starts, and where the body
+/// after it starts.
+fn header_block(src: &[u8], pos: usize) -> (usize, usize) {
+    let mut line = pos;
+    while line < src.len() {
+        let end = memchr::memchr(b'\n', src.get(line..).unwrap_or_default()).map_or(src.len(), |i| line + i + 1);
+        if matches!(src.get(line..end), Some(b"\n" | b"\r\n")) {
+            return (line, end);
+        }
+        line = end;
+    }
+    (src.len(), src.len())
+}
+
+/// How much base64 to keep of the body under these headers, or `None` when the body is not
+/// base64 or is kept whole (HTML, whose text is rendered from all of it; attached messages;
+/// multiparts; anything that does not read as a header block).
+fn base64_keep(headers: &[u8]) -> Option<usize> {
+    let (mut base64, mut ctype) = (false, None);
+    let mut name = &b""[..];
+    let mut value = Vec::new();
+    let mut take = |name: &[u8], value: &[u8]| {
+        let v = value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+            base64 = v.eq_ignore_ascii_case(b"base64");
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            let t = v.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+            ctype = Some(t.to_ascii_lowercase());
+        }
+    };
+    for line in headers.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            value.extend_from_slice(line);
+            continue;
+        }
+        take(name, &value);
+        let colon = memchr::memchr(b':', line)?;
+        name = line.get(..colon)?;
+        if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        value.clear();
+        value.extend_from_slice(line.get(colon + 1..)?);
+    }
+    take(name, &value);
+    if !base64 {
+        return None;
+    }
+    match ctype.as_deref() {
+        None => Some(KEEP_TEXT),
+        Some(t) if t == b"text/html" || t.starts_with(b"message/") || t.starts_with(b"multipart/") => None,
+        Some(t) if t.starts_with(b"text/") => Some(KEEP_TEXT),
+        Some(_) => Some(KEEP_BINARY),
+    }
+}
+
+/// The lines of the body `[body, end)` past its first `keep` bytes that can be cut: from the
+/// next line start, every following line of the same length, a multiple of 4, holding only
+/// the base64 alphabet, short of the last line. Returns the byte range and what it decodes to.
+fn cuttable(src: &[u8], body: usize, end: usize, keep: usize) -> Option<(usize, usize, usize)> {
+    let from = body.checked_add(keep).filter(|&f| f < end)?;
+    let a = from + memchr::memchr(b'\n', src.get(from..end)?)? + 1;
+    let first = src.get(a..end)?;
+    let len = first.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let eol: &[u8] = if first.get(len) == Some(&b'\r') { b"\r\n" } else { b"\n" };
+    if len < 16 || len % 4 != 0 || src.get(a + len..a + len + eol.len()) != Some(eol) {
+        return None;
+    }
+    let step = len + eol.len();
+    let mut b = a;
+    // Stop one line early, so the body's last line (which may be padded) always stays.
+    while b + 2 * step <= end {
+        let line = src.get(b..b + step)?;
+        let (text, ending) = line.split_at(len);
+        if !is_base64(text) || ending != eol {
+            break;
+        }
+        b += step;
+    }
+    let lines = (b - a) / step;
+    (lines > 0).then_some((a, b, lines * len / 4 * 3))
+}
+
+/// Whether every byte is of the base64 alphabet (no padding). Written without early exit so
+/// that it compiles to vector compares.
+fn is_base64(line: &[u8]) -> bool {
+    line.iter().fold(true, |ok, &b| {
+        ok & ((b.wrapping_sub(b'A') < 26)
+            | (b.wrapping_sub(b'a') < 26)
+            | (b.wrapping_sub(b'0') < 10)
+            | (b == b'+')
+            | (b == b'/'))
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn base64(data: &[u8]) -> String {
+        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for (i, c) in data.chunks(3).enumerate() {
+            if i > 0 && i % 19 == 0 {
+                out.push('\n');
+            }
+            let n =
+                u32::from(c[0]) << 16 | u32::from(*c.get(1).unwrap_or(&0)) << 8 | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                out.push(if k <= c.len() {
+                    ABC[(n >> (18 - 6 * k) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        out.push('\n');
+        out
+    }
+
+    /// A report with big base64 attachments of every kind `elide` treats differently.
+    fn big_message(eol: &str, spoil: bool) -> (Vec<u8>, usize) {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let pdf: Vec<u8> = (0..600_000).map(|_| rng.u8(..)).collect();
+        let log: String = (0..12_000)
+            .map(|i| format!("2026-11-25 line {i} GET /app?q={i} 200\n"))
+            .collect();
+        let png: Vec<u8> = (0..300_000).map(|_| rng.u8(..)).collect();
+        let mut pdf64 = base64(&pdf);
+        if spoil {
+            // A stray byte deep in the body: mail-parser keeps such a body raw, so a cut
+            // before it would show; the message must be parsed again whole.
+            pdf64.replace_range(400_000..400_001, "*");
+        }
+        let m = format!(
+            "From: Reporter <r@example.net>\nTo: security@example.org\nSubject: XSS in the admin console\n\
+             Message-ID: <big@example.net>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"outer\"\n\n\
+             preamble\n--outer\nContent-Type: multipart/alternative; boundary=\"alt\"\n\n--alt\n\
+             Content-Type: text/plain; charset=utf-8\n\nAn attacker can inject script, see the PoC.\n--alt--\n\
+             --outer\nContent-Type: application/pdf; name=\"report.pdf\"\nContent-Transfer-Encoding: base64\n\
+             Content-Disposition: attachment;\n filename=\"report.pdf\"\n\n{pdf64}--outer\n\
+             Content-Type: text/plain; name=\"server.log\"\nContent-Transfer-Encoding: BASE64\n\
+             Content-Disposition: attachment; filename=\"server.log\"\n\n{}--outer\n\
+             Content-Type: message/rfc822\n\nFrom: a@example.com\nSubject: fwd\nContent-Type: multipart/mixed; boundary=\"in\"\n\n\
+             --in\nContent-Type: text/plain\n\nsee the picture\n--in\nContent-Type: image/png\n\
+             Content-Transfer-Encoding: base64\n\n{}--in--\n\n--outer--\n",
+            base64(log.as_bytes()),
+            base64(&png),
+        );
+        (m.replace('\n', eol).into_bytes(), pdf.len())
+    }
+
+    #[test]
+    fn cutting_long_base64_bodies_changes_nothing_but_work() {
+        for eol in ["\n", "\r\n"] {
+            let (raw, pdf_size) = big_message(eol, false);
+            let cut = elide(&raw).expect("the bodies are long enough to cut");
+            assert_eq!(cut.cuts.len(), 3, "pdf, log and the attached message's png");
+            assert!(
+                cut.bytes.len() < raw.len() / 3,
+                "{} of {} bytes kept",
+                cut.bytes.len(),
+                raw.len()
+            );
+            let (fast, whole) = (parse(&raw), parse_whole(&raw));
+            assert_eq!(format!("{fast:?}"), format!("{whole:?}"));
+            let pdf = fast
+                .attachments
+                .iter()
+                .find(|a| a.content_type == "application/pdf")
+                .expect("pdf");
+            assert_eq!(pdf.size, pdf_size);
+            assert!(
+                fast.text.contains("2026-11-25 line 1000 GET"),
+                "the log is read as text"
+            );
+            assert_eq!(fast.attachments.len(), 3);
+        }
+    }
+
+    #[test]
+    fn a_broken_base64_body_is_parsed_whole() {
+        let (raw, _) = big_message("\n", true);
+        let (fast, whole) = (parse(&raw), parse_whole(&raw));
+        assert_eq!(format!("{fast:?}"), format!("{whole:?}"));
+    }
+
+    #[test]
+    fn small_messages_and_other_bodies_are_never_cut() {
+        let (raw, _) = big_message("\n", false);
+        assert!(elide(&raw[..ELIDE_ABOVE - 1]).is_none());
+        // The same bodies, but not declared base64 (or declared HTML): kept whole.
+        let text = String::from_utf8(raw).unwrap();
+        for (from, to) in [
+            ("Content-Transfer-Encoding: base64", "Content-Transfer-Encoding: 7bit"),
+            ("Content-Type: application/pdf;", "Content-Type: text/html;"),
+        ] {
+            let changed = text.replacen(from, to, 1).replacen("BASE64", "7bit", 1).replacen(
+                "Content-Type: image/png\nContent-Transfer-Encoding: base64",
+                "Content-Type: image/png",
+                1,
+            );
+            assert!(elide(changed.as_bytes()).is_none(), "{to}");
+        }
+    }
 }

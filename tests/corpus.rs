@@ -7,6 +7,10 @@
 //! - crypto-kde-mimetreeparser's encrypted files are `encrypted` (unless ignored as automated),
 //!   and its signed-only files are never called encrypted.
 //!
+//! Two shortcuts are checked against the plain way on every message: the topic prefilter
+//! (same signals as every rule over all the text) and the cutting of long base64 bodies
+//! before parsing (same parse as decoding them whole).
+//!
 //! The corpora cannot be copied into the repository (some licences forbid it), so CI points
 //! `SECINTAKE_CORPORA` at them. Unset, this test says loudly that it did not run.
 
@@ -68,6 +72,7 @@ fn corpus_sweep() {
     let pipeline = Pipeline::new(common::demo_config(), Templates::embedded());
     let topic = secintake::classify::topic::TopicRules::new();
     let mut prefilter_mismatches = Vec::new();
+    let mut elision_mismatches = Vec::new();
     let mut tally = Tally::default();
     for chunk in all.chunks(200) {
         // A fresh store per chunk keeps memory flat; duplicates across chunks do not matter here.
@@ -85,6 +90,9 @@ fn corpus_sweep() {
             let msg = secintake::parse::parse(&item.raw);
             if topic.score(&msg).signals != topic.score_unfiltered(&msg).signals {
                 prefilter_mismatches.push(item.source_ref.clone());
+            }
+            if format!("{msg:?}") != format!("{:?}", secintake::parse::parse_whole(&item.raw)) {
+                elision_mismatches.push(item.source_ref.clone());
             }
             let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
             let outcome = result.unwrap_or_else(|e| panic!("{}: not recorded: {e}", item.source_ref));
@@ -117,6 +125,10 @@ fn corpus_sweep() {
     assert!(
         prefilter_mismatches.is_empty(),
         "the topic prefilter changed: {prefilter_mismatches:?}"
+    );
+    assert!(
+        elision_mismatches.is_empty(),
+        "cutting long base64 bodies changed the parse: {elision_mismatches:?}"
     );
     assert!(
         tally.violations.is_empty(),
