@@ -20,10 +20,11 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-/// Text-bounce openings, searched in the first part of the body only.
+/// Text-bounce openings, searched in the first part of the body only, ASCII-lowercased
+/// (a case-sensitive search for lowercase literals is several times faster than `(?i)`).
 static BOUNCE_BODY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)(?:this is the mail system at host|this is the qmail-send program|i'm afraid i wasn't able to deliver your message|i'm sorry to have to inform you that your message could not|delivery to the following recipients? (?:failed|has been delayed)|could not be delivered to one or more (?:of its )?recipients|your message (?:could not|cannot|was not|wasn't) (?:be )?delivered|the following addresses had permanent fatal errors|message delivery to the following recipients? failed|this message was created automatically by mail delivery software|a message that you sent could not be delivered|your message did not reach some or all of the intended recipients|undeliverable message|delivery has failed to these recipients|error: invalid user address|requested action not taken: (?:mailbox unavailable|no such user)|\\?"notificationtype\\?"\s*:\s*\\?"(?:bounce|complaint|delivery)\\?")"#,
+        r#"(?:this is the mail system at host|this is the qmail-send program|i'm afraid i wasn't able to deliver your message|i'm sorry to have to inform you that your message could not|delivery to the following recipients? (?:failed|has been delayed)|could not be delivered to one or more (?:of its )?recipients|your message (?:could not|cannot|was not|wasn't) (?:be )?delivered|the following addresses had permanent fatal errors|message delivery to the following recipients? failed|this message was created automatically by mail delivery software|a message that you sent could not be delivered|your message did not reach some or all of the intended recipients|undeliverable message|delivery has failed to these recipients|error: invalid user address|requested action not taken: (?:mailbox unavailable|no such user)|\\?"notificationtype\\?"\s*:\s*\\?"(?:bounce|complaint|delivery)\\?")"#,
     )
     .expect("static regex")
 });
@@ -140,8 +141,9 @@ fn bounce(msg: &Inbound) -> Option<Signal> {
         return Some(Signal::new("subject:bounce", 0, m.as_str()));
     }
     let head = head_of(msg.body(), 2048);
-    if let Some(m) = BOUNCE_BODY.find(head) {
-        return Some(Signal::new("body:bounce", 0, m.as_str()));
+    if let Some(m) = BOUNCE_BODY.find(&head.to_ascii_lowercase()) {
+        // ASCII lowercasing keeps every byte where it was: quote the head as written.
+        return Some(Signal::new("body:bounce", 0, head.get(m.range()).unwrap_or_default()));
     }
     None
 }
