@@ -342,8 +342,10 @@ struct Lines {
 
 impl Lines {
     /// Counts, running the line regexes only on the lines that can match them.
-    /// `severity` holds where the [`SEVERITY_WORDS`] occur in `body`, sorted by start.
-    fn count(body: &str, severity: &[Hit]) -> Lines {
+    /// `severity` holds where the [`SEVERITY_WORDS`] occur in `text.body`, sorted by start;
+    /// the other shapes were counted line by line as the text was made.
+    fn count(text: &Text, severity: &[Hit]) -> Lines {
+        let body = text.body.as_str();
         let word = |i: usize| {
             body.as_bytes()
                 .get(i)
@@ -362,23 +364,22 @@ impl Lines {
                 severity_rows += 1;
             }
         }
-        let (mut frames, mut questions) = (0, 0);
-        for line in body.lines() {
-            // Every frame starts with "at", "file" or "#" after the indentation.
-            let code = line.trim_start_matches(['\t', '\x0B', '\x0C', '\r', ' ']);
-            if (code.starts_with("at") || code.starts_with("file") || code.starts_with('#'))
-                && STACK_FRAME.is_match(line)
-            {
-                frames += 1;
-            }
-            if line.trim_end().ends_with('?') {
-                questions += 1;
-            }
-        }
         Lines {
             severity_rows,
-            frames,
-            questions,
+            frames: text.frames,
+            questions: text.questions,
+        }
+    }
+
+    /// Adds one line's frame and question shapes to `frames` and `questions`.
+    fn shapes(line: &str, frames: &mut usize, questions: &mut usize) {
+        // Every frame starts with "at", "file" or "#" after the indentation.
+        let code = line.trim_start_matches(['\t', '\x0B', '\x0C', '\r', ' ']);
+        if (code.starts_with("at") || code.starts_with("file") || code.starts_with('#')) && STACK_FRAME.is_match(line) {
+            *frames += 1;
+        }
+        if line.trim_end().ends_with('?') {
+            *questions += 1;
         }
     }
 
@@ -630,7 +631,7 @@ impl TopicRules {
             _ => c.find(body, in_body.of(i)),
         });
         let lines = match self.triggers {
-            Some(_) => Lines::count(body, in_body.of(RULES.len())),
+            Some(_) => Lines::count(text, in_body.of(RULES.len())),
             None => Lines::count_each(body),
         };
         self.decide(body, fired, lines)
@@ -640,7 +641,7 @@ impl TopicRules {
     /// against the line shapes. Tests compare the two.
     #[doc(hidden)]
     pub fn score_unfiltered(&self, msg: &Inbound) -> Scored {
-        let Text { subject, body } = Text::of(msg);
+        let Text { subject, body, .. } = Text::of(msg);
         let fired = self.fire(|_, c, part| match part {
             Subject => whole(&c.re, &subject),
             _ => whole(&c.re, &body),
@@ -883,10 +884,16 @@ fn reaches(hir: &Hir, words: &[Vec<u8>]) -> Option<Vec<Reach>> {
 }
 
 /// Whether every match of `hir` passes through a literal that contains one of `words`.
+/// A run of literal pieces (see [`spellings`]) counts as a literal when every spelling of
+/// the run contains one.
 fn covered(hir: &Hir, words: &[Vec<u8>]) -> bool {
+    let has = |s: &Vec<u8>| words.iter().any(|w| contains(s, w));
     match hir.kind() {
         HirKind::Literal(lit) => words.iter().any(|w| contains(&lit.0, w)),
-        HirKind::Concat(subs) => subs.iter().any(|h| covered(h, words)),
+        HirKind::Concat(subs) => runs(subs).iter().any(|run| match run {
+            Run::Spelled(all) => all.iter().all(has),
+            Run::Other(h) => covered(h, words),
+        }),
         HirKind::Alternation(subs) => subs.iter().all(|h| covered(h, words)),
         HirKind::Repetition(rep) => rep.min >= 1 && covered(&rep.sub, words),
         HirKind::Capture(cap) => covered(&cap.sub, words),
@@ -898,43 +905,97 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The children of a concatenation, with each run of literal pieces spelled out.
+enum Run<'h> {
+    /// Every string a run of consecutive literal pieces can match.
+    Spelled(Vec<Vec<u8>>),
+    /// Any other child.
+    Other(&'h Hir),
+}
+
+/// At most this many spellings per run; a longer run is analysed piece by piece.
+const MAX_SPELLINGS: usize = 64;
+
+fn runs(subs: &[Hir]) -> Vec<Run<'_>> {
+    let mut out = Vec::new();
+    let mut run: Option<Vec<Vec<u8>>> = None;
+    for h in subs {
+        let joined = match (spellings(h), &run) {
+            (Some(next), Some(sofar)) if sofar.len() * next.len() <= MAX_SPELLINGS => Some(
+                sofar
+                    .iter()
+                    .flat_map(|a| next.iter().map(move |b| [a.as_slice(), b.as_slice()].concat()))
+                    .collect(),
+            ),
+            (Some(next), None) => Some(next),
+            (Some(next), Some(_)) => {
+                out.extend(run.take().map(Run::Spelled));
+                Some(next)
+            }
+            (None, _) => {
+                out.extend(run.take().map(Run::Spelled));
+                out.push(Run::Other(h));
+                None
+            }
+        };
+        if joined.is_some() {
+            run = joined;
+        }
+    }
+    out.extend(run.map(Run::Spelled));
+    out
+}
+
+/// The strings a literal piece matches: a literal, an optional literal (`n'?t`), or a
+/// class of at most four bytes (`http/[12]`).
+fn spellings(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Repetition(rep) if rep.min == 0 && rep.max == Some(1) => {
+            let mut s = spellings(&rep.sub)?;
+            s.push(Vec::new());
+            Some(s)
+        }
+        HirKind::Class(regex_syntax::hir::Class::Bytes(c)) => {
+            let bytes: Vec<u8> = c.iter().flat_map(|r| r.start()..=r.end()).take(5).collect();
+            (bytes.len() <= 4).then(|| bytes.into_iter().map(|b| vec![b]).collect())
+        }
+        HirKind::Capture(cap) => spellings(&cap.sub),
+        _ => None,
+    }
+}
+
 /// Widens `out[i]` to cover every occurrence of `words[i]` in the literals of `hir`, given
 /// that at most `ctx.before` bytes of the match precede `hir` and `ctx.after` follow it.
 fn spans(hir: &Hir, words: &[Vec<u8>], ctx: Reach, out: &mut [Option<Reach>]) -> Option<()> {
     match hir.kind() {
-        HirKind::Literal(lit) => {
-            let lit = &lit.0;
-            for (w, slot) in words.iter().zip(out.iter_mut()) {
-                if w.is_empty() || w.len() > lit.len() {
-                    continue;
-                }
-                for (at, window) in lit.windows(w.len()).enumerate() {
-                    if window != w.as_slice() {
-                        continue;
-                    }
-                    let here = Reach {
-                        before: ctx.before + at,
-                        after: ctx.after + (lit.len() - at - w.len()),
-                    };
-                    let wider = slot.get_or_insert(here);
-                    wider.before = wider.before.max(here.before);
-                    wider.after = wider.after.max(here.after);
-                }
-            }
-        }
+        HirKind::Literal(lit) => occurrences(&[lit.0.to_vec()], words, ctx, out),
         HirKind::Concat(subs) => {
-            let lens = subs
-                .iter()
-                .map(|h| h.properties().maximum_len())
-                .collect::<Option<Vec<usize>>>()?;
-            let total: usize = lens.iter().sum();
+            let total = hir.properties().maximum_len()?;
             let mut sofar = 0;
-            for (h, len) in subs.iter().zip(&lens) {
+            for run in runs(subs) {
+                let len = match &run {
+                    Run::Spelled(all) => all.iter().map(Vec::len).max().unwrap_or(0),
+                    Run::Other(h) => h.properties().maximum_len()?,
+                };
                 let inner = Reach {
                     before: ctx.before + sofar,
                     after: ctx.after + (total - sofar - len),
                 };
-                spans(h, words, inner, out)?;
+                match run {
+                    // Each spelling is measured from the run's start: the run ends no later
+                    // than `len` bytes on, so what follows it is at most `inner.after` bytes.
+                    Run::Spelled(all) => {
+                        for s in &all {
+                            let this = Reach {
+                                before: inner.before,
+                                after: inner.after + (len - s.len()),
+                            };
+                            occurrences(std::slice::from_ref(s), words, this, out);
+                        }
+                    }
+                    Run::Other(h) => spans(h, words, inner, out)?,
+                }
                 sofar += len;
             }
         }
@@ -958,6 +1019,30 @@ fn spans(hir: &Hir, words: &[Vec<u8>], ctx: Reach, out: &mut [Option<Reach>]) ->
         HirKind::Empty | HirKind::Class(_) | HirKind::Look(_) => {}
     }
     Some(())
+}
+
+/// Widens `out` for every occurrence of a word in `spellings`, which stand `ctx` from the
+/// ends of the match.
+fn occurrences(spellings: &[Vec<u8>], words: &[Vec<u8>], ctx: Reach, out: &mut [Option<Reach>]) {
+    for lit in spellings {
+        for (w, slot) in words.iter().zip(out.iter_mut()) {
+            if w.is_empty() || w.len() > lit.len() {
+                continue;
+            }
+            for (at, window) in lit.windows(w.len()).enumerate() {
+                if window != w.as_slice() {
+                    continue;
+                }
+                let here = Reach {
+                    before: ctx.before + at,
+                    after: ctx.after + (lit.len() - at - w.len()),
+                };
+                let wider = slot.get_or_insert(here);
+                wider.before = wider.before.max(here.before);
+                wider.after = wider.after.max(here.after);
+            }
+        }
+    }
 }
 
 /// Whether every match of a rule ends with '?'.
@@ -1190,15 +1275,23 @@ pub struct Text {
     pub subject: String,
     /// The body without quoted lines and signature, lowercased ([`own_words`]).
     pub body: String,
+    /// Stack-frame lines in `body`, counted as it was made.
+    frames: usize,
+    /// Lines of `body` ending with '?', counted as it was made.
+    questions: usize,
 }
 
 impl Text {
     /// The text of a message.
     pub fn of(msg: &Inbound) -> Text {
-        Text {
+        let mut text = Text {
             subject: lowercase(&msg.subject),
-            body: own_words(msg.body()),
-        }
+            body: String::new(),
+            frames: 0,
+            questions: 0,
+        };
+        own_words(msg.body(), &mut text);
+        text
     }
 }
 
@@ -1211,9 +1304,11 @@ fn lowercase(s: &str) -> String {
     }
 }
 
-/// The body, lowercased, without quoted lines (`>`) and without the signature.
-fn own_words(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
+/// The body, lowercased, without quoted lines (`>`) and without the signature, into
+/// `text.body`; its line shapes into `text.frames` and `text.questions`.
+fn own_words(body: &str, text: &mut Text) {
+    let out = &mut text.body;
+    out.reserve(body.len());
     for line in body.lines() {
         if line == "-- " {
             break;
@@ -1221,8 +1316,8 @@ fn own_words(body: &str) -> String {
         if line.trim_start().starts_with('>') {
             continue;
         }
+        let start = out.len();
         if line.is_ascii() {
-            let start = out.len();
             out.push_str(line);
             if let Some(added) = out.get_mut(start..) {
                 added.make_ascii_lowercase();
@@ -1230,9 +1325,11 @@ fn own_words(body: &str) -> String {
         } else {
             out.push_str(&line.to_lowercase());
         }
+        if let Some(added) = out.get(start..) {
+            Lines::shapes(added, &mut text.frames, &mut text.questions);
+        }
         out.push('\n');
     }
-    out
 }
 
 #[cfg(test)]
@@ -1241,8 +1338,6 @@ mod tests {
 
     use super::*;
 
-    /// A random string of the language of `hir` (assertions ignored: the caller keeps only
-    /// samples the regex really matches).
     /// The windows around triggers must hold every match: draw matches of each windowed
     /// rule at full length (every repetition may run to its bound), set them in filler text,
     /// and check that the windowed search finds what the plain search finds.
@@ -1320,6 +1415,8 @@ mod tests {
         }
     }
 
+    /// A random string of the language of `hir` (assertions ignored: the caller keeps only
+    /// samples the regex really matches).
     fn sample(hir: &Hir, rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
         match hir.kind() {
             HirKind::Empty | HirKind::Look(_) => {}
