@@ -466,7 +466,11 @@ fn a_valid_template_override_is_used_in_replies() {
     let body = |kind: &str| -> String {
         let bytes: Vec<u8> = store
             .conn()
-            .query_row("SELECT body FROM outbox WHERE kind = ?1", [kind], |r| r.get(0))
+            .query_row(
+                "SELECT b.body FROM outbox o JOIN outbox_body b USING (id) WHERE o.kind = ?1",
+                [kind],
+                |r| r.get(0),
+            )
             .unwrap_or_else(|e| panic!("no {kind}: {e}"));
         String::from_utf8_lossy(&bytes).into_owned()
     };

@@ -64,16 +64,16 @@ fn prepare(store: &Store, given: &Given) {
     }
     for (mid, case) in &given.message_ids {
         conn.execute(
-            "INSERT INTO outbox (kind, auto_reply, case_id, rfc822_id, recipients, body, created_at, next_attempt, sent_at)
-             VALUES ('ack', 1, ?1, ?2, '[]', x'', 0, 0, 0)",
+            "INSERT INTO outbox (kind, auto_reply, case_id, rfc822_id, recipients, created_at, next_attempt, sent_at)
+             VALUES ('ack', 1, ?1, ?2, '[]', 0, 0, 0)",
             rusqlite::params![case, strip(mid)],
         )
         .unwrap();
     }
     for mid in &given.offtopic_replies {
         conn.execute(
-            "INSERT INTO outbox (kind, auto_reply, rfc822_id, recipients, body, created_at, next_attempt, sent_at)
-             VALUES ('reject_question', 1, ?1, '[]', x'', 0, 0, 0)",
+            "INSERT INTO outbox (kind, auto_reply, rfc822_id, recipients, created_at, next_attempt, sent_at)
+             VALUES ('reject_question', 1, ?1, '[]', 0, 0, 0)",
             rusqlite::params![strip(mid)],
         )
         .unwrap();

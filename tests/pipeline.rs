@@ -480,8 +480,9 @@ fn reply_to_an_offtopic_answer_opens_a_case_as_appeal() {
 // ---------------------------------------------------------------------------------------------
 // Outbox drain.
 
-/// A database from schema version 1 (forwards stored whole) opens, gains `original_at`, and
-/// its queued rows still go out exactly as they were stored.
+/// A database from schema version 1 (forwards stored whole, messages in the outbox row)
+/// opens, gains `original_at` and `outbox_body`, and its queued rows still go out exactly as
+/// they were stored.
 #[test]
 fn a_version_1_database_is_migrated_and_its_queue_still_sends() {
     let dir = tempfile::tempdir().unwrap();
@@ -500,10 +501,18 @@ fn a_version_1_database_is_migrated_and_its_queue_still_sends() {
     }
     let store = Store::open(&path).unwrap();
     let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     assert_eq!(
         count(&store, "SELECT COUNT(*) FROM outbox WHERE original_at IS NULL"),
         1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'body'"
+        ),
+        0,
+        "the message left the outbox row"
     );
     assert_eq!(
         send::rendered(store.conn(), 1).unwrap().unwrap(),
@@ -513,7 +522,7 @@ fn a_version_1_database_is_migrated_and_its_queue_still_sends() {
     // Opening again runs nothing.
     let store = Store::open(&path).unwrap();
     let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// A courier delivers committed rows beside the pipeline, and its results are recorded by the
@@ -623,7 +632,8 @@ fn file_transport_drain_writes_each_row_once_and_forwards_the_case() {
         forward.windows(original.len()).any(|w| w == original.as_slice()),
         "the forward carries the original unchanged"
     );
-    let stored: i64 = env.count("SELECT MAX(length(body)) FROM outbox WHERE kind = 'forward'");
+    let stored: i64 =
+        env.count("SELECT MAX(length(b.body)) FROM outbox o JOIN outbox_body b USING (id) WHERE kind = 'forward'");
     assert!(
         (stored as usize) < forward.len() - original.len() / 2,
         "the outbox row does not hold a second copy of the original ({stored} of {} bytes)",

@@ -39,8 +39,8 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
     let recipients = serde_json::to_string(o.recipients).unwrap_or_else(|_| "[]".into());
     conn.prepare_cached(
         "INSERT INTO outbox (kind, auto_reply, case_id, message, rfc822_id, envelope_from, recipients,
-                             rate_key, body, original_at, created_at, next_attempt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                             rate_key, original_at, created_at, next_attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     )?
     .execute(params![
         o.kind,
@@ -51,11 +51,13 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
         o.envelope_from,
         recipients,
         o.rate_key,
-        o.body,
         o.original_at.map(|at| at as i64),
         o.at
     ])?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO outbox_body (id, body) VALUES (?1, ?2)")?
+        .execute(params![id, o.body])?;
+    Ok(id)
 }
 
 /// Automatic replies queued to `rate_key` since `since`.
@@ -104,9 +106,10 @@ pub struct Due {
 /// Up to `limit` messages due at `now`, oldest first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, o.body, o.original_at, m.raw,
+        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, b.body, o.original_at, m.raw,
                 o.attempts, o.created_at
-         FROM outbox o LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
+         FROM outbox o JOIN outbox_body b ON b.id = o.id
+              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
          WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
          ORDER BY o.next_attempt, o.id LIMIT ?2",
     )?;
@@ -116,9 +119,10 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
 /// Up to `limit` messages due at `now` with a row id above `after`, in id order.
 pub fn due_after(conn: &Connection, now: i64, after: i64, limit: usize) -> Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, o.body, o.original_at, m.raw,
+        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, b.body, o.original_at, m.raw,
                 o.attempts, o.created_at
-         FROM outbox o LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
+         FROM outbox o JOIN outbox_body b ON b.id = o.id
+              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
          WHERE o.id > ?3 AND o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
          ORDER BY o.id LIMIT ?2",
     )?;
@@ -145,8 +149,9 @@ fn due_rows(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusqlite::Par
 /// Row `id`'s message as stored, sent or not.
 pub fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT o.body, o.original_at, m.raw
-         FROM outbox o LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
+        "SELECT b.body, o.original_at, m.raw
+         FROM outbox o JOIN outbox_body b ON b.id = o.id
+              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
          WHERE o.id = ?1",
     )?;
     Ok(stmt.query_row([id], |r| stored_at(r, 0)).optional()?)
