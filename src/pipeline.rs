@@ -163,8 +163,8 @@ impl Pipeline {
     /// the first store failure.
     ///
     /// As in [`Pipeline::process_batch`], the calling thread reads and prepares while a
-    /// writer thread records; here the writer lives for the whole stream, so reading and
-    /// preparing go on while a batch commits.
+    /// writer thread records; here the writer lives for the whole stream and records each
+    /// message as it arrives, so both threads work all the time, commits included.
     pub fn process_stream<I, E>(
         &self,
         store: &mut Store,
@@ -220,43 +220,49 @@ impl Pipeline {
         mut report: impl FnMut(crate::Report<'_, E>),
         rider: &mut dyn Rider,
     ) -> Result<(), StoreError> {
+        // Each message is recorded as it arrives, in a transaction left open until the batch
+        // is full: waiting for a whole batch before recording any of it made the two threads
+        // take turns (the preparing thread can run only PREPARED_AHEAD messages ahead).
         let mut order: Vec<Result<Item, E>> = Vec::new();
-        let mut prepared: Vec<Prepared> = Vec::new();
-        let mut bytes = 0;
+        let mut results: Vec<Result<Outcome, StoreError>> = Vec::new();
         loop {
-            let next = recv.next();
-            let end = next.is_none();
-            match next {
-                Some(Ok((item, p))) => {
-                    bytes += item.raw.len();
-                    order.push(Ok(item));
-                    prepared.push(p);
-                }
-                Some(Err(e)) => order.push(Err(e)),
-                None => {}
-            }
-            if !(end || prepared.len() >= crate::BATCH_MESSAGES || bytes >= crate::BATCH_BYTES) {
-                continue;
-            }
-            let items = order.iter().filter_map(|i| i.as_ref().ok());
-            let results = if prepared.is_empty() {
-                Vec::new()
-            } else {
-                let n = prepared.len();
-                self.record_batch(store, items.zip(prepared.drain(..)), n, rider)?
+            // One batch: its transaction opens when its first entry arrives.
+            let Some(first) = recv.next() else {
+                return Ok(());
             };
-            let mut results = results.iter();
+            let tx = store.batch()?;
+            let mut next = Some(first);
+            let mut bytes = 0;
+            let end = loop {
+                match next.take() {
+                    Some(Ok((item, p))) => {
+                        bytes += item.raw.len();
+                        results.push(self.record_one(&tx, &item, p)?);
+                        order.push(Ok(item));
+                    }
+                    Some(Err(e)) => order.push(Err(e)),
+                    None => break true,
+                }
+                if results.len() >= crate::BATCH_MESSAGES || bytes >= crate::BATCH_BYTES {
+                    break false;
+                }
+                next = recv.next();
+            };
+            rider.ride(&tx)?;
+            tx.commit()?;
+            rider.committed();
+            let mut done = results.iter();
             for entry in order.drain(..) {
                 match entry {
                     Err(e) => report(Err(e)),
                     Ok(item) => {
-                        if let Some(r) = results.next() {
+                        if let Some(r) = done.next() {
                             report(Ok((&item, r)));
                         }
                     }
                 }
             }
-            bytes = 0;
+            results.clear();
             if end {
                 return Ok(());
             }
@@ -298,14 +304,23 @@ impl Pipeline {
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(len);
         for (item, p) in prepared {
-            // A message that fails rolls back alone.
-            let result = store::in_savepoint(tx, |conn| self.process_one(conn, item, p, SystemTime::now()))?;
-            if let Err(e) = &result {
-                tracing::error!(source_ref = %item.source_ref, error = %e, "message not recorded");
-            }
-            results.push(result);
+            results.push(self.record_one(tx, item, p)?);
         }
         Ok(results)
+    }
+
+    /// Records one message in its own savepoint: a message that fails rolls back alone.
+    fn record_one(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        item: &Item,
+        p: Prepared,
+    ) -> Result<Result<Outcome, StoreError>, StoreError> {
+        let result = store::in_savepoint(tx, |conn| self.process_one(conn, item, p, SystemTime::now()))?;
+        if let Err(e) = &result {
+            tracing::error!(source_ref = %item.source_ref, error = %e, "message not recorded");
+        }
+        Ok(result)
     }
 
     fn process_one(&self, conn: &Connection, item: &Item, p: Prepared, now: SystemTime) -> Result<Outcome, StoreError> {

@@ -901,6 +901,66 @@ fn simple(from: &str, id: &str, subject: &str, body: &str) -> String {
     )
 }
 
+/// A long ingest commits in batches of `BATCH_MESSAGES`, the rider rides once per batch, and
+/// every message is reported only once its batch has committed (seen from a second
+/// connection), in source order.
+#[test]
+fn ingest_reports_each_message_after_its_batch_commits() {
+    struct Count(std::sync::Arc<std::sync::Mutex<(usize, usize)>>);
+    impl secintake::pipeline::Rider for Count {
+        fn ride(&mut self, _: &rusqlite::Connection) -> Result<(), StoreError> {
+            self.0.lock().unwrap().0 += 1;
+            Ok(())
+        }
+        fn committed(&mut self) {
+            self.0.lock().unwrap().1 += 1;
+        }
+    }
+    let mut env = Env::new();
+    let n = 2 * secintake::BATCH_MESSAGES + 7;
+    let items: Vec<Result<Item, std::convert::Infallible>> = (0..n)
+        .map(|i| {
+            let raw = simple(
+                "r@example.net",
+                &format!("m{i}@example.net"),
+                "Tomcat question",
+                "How do I?",
+            );
+            Ok(item("local", &format!("{i}.eml"), raw.into_bytes()))
+        })
+        .collect();
+    let reader = rusqlite::Connection::open(env.db_path()).unwrap();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
+    let mut rider = Count(counts.clone());
+    let mut reported = Vec::new();
+    let log = &mut reported;
+    secintake::ingest_with(
+        &env.pipeline,
+        &mut env.store,
+        items,
+        move |r| {
+            let (item, outcome) = r.unwrap();
+            let rec = recorded(&item.source_ref, outcome);
+            let visible: i64 = reader
+                .query_row("SELECT COUNT(*) FROM messages WHERE id = ?1", [rec.message], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(visible, 1, "{} reported before its batch committed", item.source_ref);
+            log.push(item.source_ref.clone());
+        },
+        &mut rider,
+    )
+    .unwrap();
+    assert_eq!(
+        *counts.lock().unwrap(),
+        (3, 3),
+        "three batches, one ride and one commit each"
+    );
+    let expected: Vec<String> = (0..n).map(|i| format!("{i}.eml")).collect();
+    assert_eq!(reported, expected);
+}
+
 #[test]
 fn ingest_reads_maildirs_eml_folders_and_mbox_files_in_order() {
     let mut env = Env::new();
