@@ -891,6 +891,55 @@ fn a_message_that_fails_rolls_back_alone() {
     assert!(rec.case.is_some());
 }
 
+/// The same through `ingest`, where a batch is recorded as its messages arrive, and with the
+/// failure late, after the message's case and row are written: the failing message leaves
+/// nothing behind, the messages before it are recorded once (not twice), those after it too,
+/// and each is reported with its own result.
+#[test]
+fn a_message_that_fails_mid_stream_rolls_back_alone() {
+    let mut env = Env::new();
+    env.store
+        .conn()
+        .execute_batch(
+            "CREATE TEMP TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.recipients LIKE '%mallory@%'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    let poison = report_mail(
+        "Mallory <mallory@example.com>",
+        "poison@example.com",
+        "Tomcat crash",
+        &[],
+    );
+    let names = ["1.eml", "2.eml", "poison.eml", "4.eml", "5.eml"];
+    let items: Vec<Result<Item, std::convert::Infallible>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let raw = if *name == "poison.eml" {
+                poison.clone()
+            } else {
+                report(i as u32 + 1)
+            };
+            Ok(item("local", name, raw))
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    secintake::ingest(&env.pipeline, &mut env.store, items, |r| {
+        let (item, outcome) = r.unwrap();
+        outcomes.push((item.source_ref.clone(), outcome.is_ok()));
+    })
+    .unwrap();
+    let expected: Vec<(String, bool)> = names.iter().map(|n| (n.to_string(), *n != "poison.eml")).collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(env.count("SELECT COUNT(*) FROM messages"), 4, "each good message once");
+    assert_eq!(env.count("SELECT COUNT(*) FROM cases"), 4);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM messages WHERE message_id = 'poison@example.com'"),
+        0
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Local sources.
 
