@@ -478,7 +478,7 @@ def cmd_config(demo, outpath, imap_port, smtp_port, workdir, mode="imap"):
         "# Written by scripts/bench-e2e.sh.",
         "[mailbox]", 'kind = "imap"', 'host = "127.0.0.1"', f"port = {int(imap_port)}", 'tls = "none"',
         'username = "sec-bench@example.org"', f"password_file = {q(os.path.join(workdir, 'password'))}",
-        'folder = "INBOX"', 'after = "seen"', "batch_size = 200", "",
+        'folder = "INBOX"', 'after = "seen"', f"batch_size = {int(os.environ.get('BENCH_BATCH', '200'))}", "",
         "[smtp]", 'kind = "smtp"', 'host = "127.0.0.1"', f"port = {int(smtp_port)}", 'tls = "none"',
         'from = "Security Team <sec-bench@example.org>"', "pool_size = 4", "",
         "[database]", f"path = {q(os.path.join(workdir, 'bench.db'))}", "",

@@ -19,7 +19,8 @@
 # Environment: BENCH_COUNT (10000), BENCH_RUNS (3), BENCH_REPORTS (30), BENCH_SETTLE (35:
 #              seconds to wait between runs, see reset_mail),
 #              BENCH_KEEP=1 keeps the server dir in /tmp (servers are stopped anyway),
-#              BENCH_LOCAL=0 skips the reference `secintake ingest` of the mix as local files.
+#              BENCH_LOCAL=0 skips the reference `secintake ingest` of the mix as local files,
+#              BENCH_BATCH (200: the daemon's default batch_size) sets the IMAP batch size.
 
 set -euo pipefail
 
