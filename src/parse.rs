@@ -253,6 +253,8 @@ fn parse_bytes(raw: &[u8], bytes: &[u8], cuts: &[Cut]) -> Option<Inbound> {
     match parsed {
         Ok(Some(inb)) => inb,
         Ok(None) => Some(fallback(raw)),
+        // A panic on a cut message: try the whole one.
+        Err(_) if !cuts.is_empty() => None,
         Err(_) => {
             tracing::warn!(size = raw.len(), "mail-parser panicked; using the raw text");
             Some(fallback(raw))
@@ -261,11 +263,7 @@ fn parse_bytes(raw: &[u8], bytes: &[u8], cuts: &[Cut]) -> Option<Inbound> {
 }
 
 fn inbound(msg: &mail_parser::Message<'_>, size: usize, cuts: &[Cut]) -> Option<Inbound> {
-    if msg
-        .parts
-        .iter()
-        .any(|p| p.is_encoding_problem && cuts.iter().any(|c| in_part(p, c)))
-    {
+    if !cuts_hold(msg, cuts) {
         return None;
     }
     let mut inb = Inbound {
@@ -644,20 +642,23 @@ fn fallback(raw: &[u8]) -> Inbound {
 // --- Long base64 bodies --------------------------------------------------------------------
 //
 // Decoding is most of the cost of parsing a big message, and nothing here reads far into a
-// base64 body: text is capped at MAX_TEXT, and of a binary attachment only its first bytes
-// and its size matter. So before a message of ELIDE_ABOVE bytes or more is parsed, the middle
-// of each long base64 body is cut out, whole lines at a time, and the sizes are put back
-// afterwards. What mail-parser returns for the cut message is then the same as for the whole
-// one, up to those sizes. A cut body that mail-parser finds broken (it then keeps the body
-// raw, cut included) sends the message to be parsed again whole. `parse_whole` keeps the
+// binary attachment: only its first bytes and its size matter. So before a message of
+// ELIDE_ABOVE bytes or more is parsed, the middle of each long base64 body of a binary type
+// (not text, whose length after charset decoding is its size; not an attached message) is cut
+// out, whole lines at a time, and the sizes are put back afterwards. What mail-parser returns
+// for the cut message is then the same as for the whole one, up to those sizes.
+//
+// The cutting reads the MIME structure its own quick way; mail-parser's reading decides. A
+// cut that does not lie in the body of a binary base64 part of mail-parser's tree, exactly
+// where the cutting thought that body began (a boundary that is not one, a pasted MIME part
+// inside a text body), or that mail-parser finds broken (it then keeps the body raw, cut
+// included), or a panic, sends the message to be parsed again whole. `parse_whole` keeps the
 // plain way for the tests that check all this.
 
 /// Messages smaller than this are parsed as they are.
 const ELIDE_ABOVE: usize = 128 * 1024;
 /// Base64 kept at the start of a binary body: the first bytes tell encrypted data apart.
 const KEEP_BINARY: usize = 4 * 1024;
-/// Base64 kept at the start of a text body: enough for MAX_TEXT of text in any charset.
-const KEEP_TEXT: usize = 512 * 1024;
 
 /// A message with base64 lines cut out.
 struct Elided {
@@ -669,14 +670,16 @@ struct Elided {
 struct Cut {
     /// Where, in the cut message.
     at: usize,
+    /// Where the body holding the cut begins, in the cut message.
+    body: usize,
     /// Bytes the lines decode to.
     decoded: usize,
     /// Bytes of the lines, line ends included.
     raw: usize,
 }
 
-/// Bytes of the cut lines inside `part`: as decoded, or as raw text for an attached message
-/// (whose contents are its raw bytes).
+/// Bytes of the cut lines inside `part`: as decoded for a binary part, as raw text for an
+/// attached message (whose contents are its raw bytes). See [`cuts_hold`].
 fn cut_from(part: &mail_parser::MessagePart<'_>, cuts: &[Cut]) -> usize {
     cuts.iter()
         .filter(|c| in_part(part, c))
@@ -689,6 +692,27 @@ fn cut_from(part: &mail_parser::MessagePart<'_>, cuts: &[Cut]) -> usize {
 
 fn in_part(part: &mail_parser::MessagePart<'_>, cut: &Cut) -> bool {
     (part.offset_body as usize) <= cut.at && cut.at < part.offset_end as usize
+}
+
+/// Whether mail-parser read every cut as the cutting meant it: inside the body of a binary
+/// part, decoded from base64 without trouble, that begins where the cutting saw it begin; or
+/// anywhere inside an attached message, which counts here only by its raw size (and the
+/// content types of its parts, which whole base64 lines cannot change).
+fn cuts_hold(msg: &mail_parser::Message<'_>, cuts: &[Cut]) -> bool {
+    cuts.iter().all(|c| {
+        msg.parts.iter().any(|p| {
+            in_part(p, c)
+                && match p.body {
+                    PartType::Binary(_) | PartType::InlineBinary(_) => {
+                        p.offset_body as usize == c.body
+                            && p.encoding == mail_parser::Encoding::Base64
+                            && !p.is_encoding_problem
+                    }
+                    PartType::Message(_) => !p.is_encoding_problem,
+                    _ => false,
+                }
+        })
+    })
 }
 
 /// The message with the middle of its long base64 bodies cut out, or `None` when nothing is
@@ -710,9 +734,9 @@ fn elide(src: &[u8]) -> Option<Elided> {
         let (headers, body) = header_block(src, pos);
         let body_end = memchr::memmem::find(src.get(body..)?, b"\n--").map_or(src.len(), |i| body + i + 1);
         if let Some(keep) = src.get(pos..headers).and_then(base64_keep)
-            && let Some(region) = cuttable(src, body, body_end, keep)
+            && let Some((a, b, decoded)) = cuttable(src, body, body_end, keep)
         {
-            regions.push(region);
+            regions.push((body, a, b, decoded));
         }
         // Past the boundary line.
         pos = memchr::memchr(b'\n', src.get(body_end..)?).map_or(src.len(), |i| body_end + i + 1);
@@ -720,13 +744,16 @@ fn elide(src: &[u8]) -> Option<Elided> {
     if regions.is_empty() {
         return None;
     }
-    let mut bytes = Vec::with_capacity(src.len() - regions.iter().map(|r| r.1 - r.0).sum::<usize>());
+    let mut bytes = Vec::with_capacity(src.len() - regions.iter().map(|r| r.2 - r.1).sum::<usize>());
     let mut cuts = Vec::with_capacity(regions.len());
     let mut copied = 0;
-    for (a, b, decoded) in regions {
+    for (body, a, b, decoded) in regions {
+        // Where the body begins, moved back by what earlier cuts took out.
+        let body = bytes.len() + body.checked_sub(copied)?;
         bytes.extend_from_slice(src.get(copied..a)?);
         cuts.push(Cut {
             at: bytes.len(),
+            body,
             decoded,
             raw: b - a,
         });
@@ -751,8 +778,9 @@ fn header_block(src: &[u8], pos: usize) -> (usize, usize) {
 }
 
 /// How much base64 to keep of the body under these headers, or `None` when the body is not
-/// base64 or is kept whole (HTML, whose text is rendered from all of it; attached messages;
-/// multiparts; anything that does not read as a header block).
+/// base64 of a binary type or is kept whole (text, whose size is its length after charset
+/// decoding; attached messages; multiparts; no Content-Type at all, which in a digest means an
+/// attached message; anything that does not read as a header block).
 fn base64_keep(headers: &[u8]) -> Option<usize> {
     let (mut base64, mut ctype) = (false, None);
     let mut name = &b""[..];
@@ -785,10 +813,9 @@ fn base64_keep(headers: &[u8]) -> Option<usize> {
         return None;
     }
     match ctype.as_deref() {
-        None => Some(KEEP_TEXT),
-        Some(t) if t == b"text/html" || t.starts_with(b"message/") || t.starts_with(b"multipart/") => None,
-        Some(t) if t.starts_with(b"text/") => Some(KEEP_TEXT),
-        Some(_) => Some(KEEP_BINARY),
+        Some(t) if t.starts_with(b"text/") || t.starts_with(b"message/") || t.starts_with(b"multipart/") => None,
+        Some(t) if !t.is_empty() => Some(KEEP_BINARY),
+        _ => None,
     }
 }
 
@@ -894,12 +921,20 @@ mod tests {
         for eol in ["\n", "\r\n"] {
             let (raw, pdf_size) = big_message(eol, false);
             let cut = elide(&raw).expect("the bodies are long enough to cut");
-            assert_eq!(cut.cuts.len(), 3, "pdf, log and the attached message's png");
+            assert_eq!(
+                cut.cuts.len(),
+                2,
+                "the pdf and the attached message's png; text is never cut"
+            );
             assert!(
-                cut.bytes.len() < raw.len() / 3,
+                cut.bytes.len() < raw.len() / 2,
                 "{} of {} bytes kept",
                 cut.bytes.len(),
                 raw.len()
+            );
+            assert!(
+                parse_bytes(&raw, &cut.bytes, &cut.cuts).is_some(),
+                "mail-parser reads every cut as meant (no second, whole parse)"
             );
             let (fast, whole) = (parse(&raw), parse_whole(&raw));
             assert_eq!(format!("{fast:?}"), format!("{whole:?}"));
@@ -922,6 +957,32 @@ mod tests {
         let (raw, _) = big_message("\n", true);
         let (fast, whole) = (parse(&raw), parse_whole(&raw));
         assert_eq!(format!("{fast:?}"), format!("{whole:?}"));
+    }
+
+    /// Where the cutting misreads the structure, mail-parser's reading wins: boundaries that
+    /// are not the declared one, or a MIME part pasted into a text body, are text to
+    /// mail-parser, so the cut does not hold and the message is parsed again whole.
+    #[test]
+    fn a_cut_outside_a_real_base64_part_sends_the_message_to_a_whole_parse() {
+        let (raw, _) = big_message("\n", false);
+        let text = String::from_utf8(raw).unwrap();
+        let wrong_boundary = text.replacen("boundary=\"outer\"", "boundary=\"other\"", 1);
+        let pasted = text.replacen(
+            "Content-Type: multipart/mixed; boundary=\"outer\"",
+            "Content-Type: text/plain",
+            1,
+        );
+        for raw in [wrong_boundary, pasted] {
+            let raw = raw.into_bytes();
+            let cut = elide(&raw).expect("the cutting still sees base64 parts");
+            assert!(
+                parse_bytes(&raw, &cut.bytes, &cut.cuts).is_none(),
+                "the cut does not hold"
+            );
+            let (fast, whole) = (parse(&raw), parse_whole(&raw));
+            assert_eq!(format!("{fast:?}"), format!("{whole:?}"));
+            assert!(whole.text.len() > 60_000, "mail-parser reads it all as text");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! together.
 //!
 //! [`Pipeline::process_batch`] takes messages from any source and records each inside one
-//! write transaction, with a savepoint per message: a message that fails rolls back alone
-//! and is reported as not committed, so its source does not mark it done. The raw bytes are
+//! write transaction, as if with a savepoint per message (see [`Pipeline::record_in`]): a
+//! message that fails rolls back alone and is reported as not committed, so its source does
+//! not mark it done. The raw bytes are
 //! stored in the same transaction as everything they cause, and nothing leaves the machine
 //! before that transaction commits (mail waits in the outbox; IMAP flags wait for
 //! the `Ok` outcome of their message). The same bytes, or the same Message-ID from the same source, are
@@ -249,7 +250,9 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         // Each message is recorded as it arrives, in a transaction left open until the batch
         // is full: waiting for a whole batch before recording any of it made the two threads
-        // take turns (the preparing thread can run only PREPARED_AHEAD messages ahead).
+        // take turns (the preparing thread can run only PREPARED_AHEAD messages ahead). The
+        // write lock is then held while the batch is read, not only while it is recorded;
+        // another writer (a daemon on the same database) waits, within its busy timeout.
         let mut order: Vec<Result<Item, E>> = Vec::new();
         let mut results: Vec<Result<Outcome, StoreError>> = Vec::new();
         loop {
@@ -272,7 +275,8 @@ impl Pipeline {
                     Some(Err(e)) => order.push(Err(e)),
                     None => break true,
                 }
-                if results.len() >= crate::BATCH_MESSAGES || bytes >= crate::BATCH_BYTES {
+                // Source errors count too, so that a run of them is reported without delay.
+                if order.len() >= crate::BATCH_MESSAGES || bytes >= crate::BATCH_BYTES {
                     break false;
                 }
                 next = recv.next();
@@ -346,8 +350,9 @@ impl Pipeline {
     /// Records one message of `batch`, pushing its result onto `results`, which holds the
     /// results of `earlier` (the batch's messages so far, in order).
     ///
-    /// A savepoint per message costs a copy of every page it touches (~10% of recording), and
-    /// messages hardly ever fail, so they are recorded without one. When one fails, the batch
+    /// A savepoint per message costs its statements and a copy of every page the message
+    /// touches (together ~10% of recording), and messages hardly ever fail, so they are
+    /// recorded without one. When one fails, the batch
     /// rolls back to its start and is recorded again, every message (this one, the earlier
     /// ones prepared anew, the later ones) in its own savepoint: the failing message then rolls
     /// back alone, exactly as if savepoints had been used all along.

@@ -89,8 +89,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Savepoint (statement) journals in memory: one per message, a few pages each, and on
-        // disk they cost a write for every page a message touches twice.
+        // Savepoint (statement) journals in memory: one per batch, and one per message when a
+        // batch is recorded again message by message; on disk they would cost a write for
+        // every page touched twice.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut store = Store { conn };
         store.migrate()?;
