@@ -841,17 +841,23 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
     assert_eq!(table_counts(env.store.conn()), committed, "after reopening");
 }
 
+/// Makes the store refuse inserts into `table` where `when` holds, as a full disk or a bug
+/// would (until `DROP TRIGGER poison`).
+fn poison(store: &Store, table: &str, when: &str) {
+    store
+        .conn()
+        .execute_batch(&format!(
+            "CREATE TEMP TRIGGER poison BEFORE INSERT ON {table} WHEN {when}
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;"
+        ))
+        .unwrap();
+}
+
 #[test]
 fn a_message_that_fails_rolls_back_alone() {
     let mut env = Env::new();
     // Make the store refuse one message's case, as a full disk or a bug would.
-    env.store
-        .conn()
-        .execute_batch(
-            "CREATE TEMP TRIGGER poison BEFORE INSERT ON cases WHEN NEW.subject LIKE '%POISON%'
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
-        )
-        .unwrap();
+    poison(&env.store, "cases", "NEW.subject LIKE '%POISON%'");
     let poison = report_mail(
         "Igor Petrenko <igor@example.com>",
         "poison@example.com",
@@ -898,13 +904,7 @@ fn a_message_that_fails_rolls_back_alone() {
 #[test]
 fn a_message_that_fails_mid_stream_rolls_back_alone() {
     let mut env = Env::new();
-    env.store
-        .conn()
-        .execute_batch(
-            "CREATE TEMP TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.recipients LIKE '%mallory@%'
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
-        )
-        .unwrap();
+    poison(&env.store, "outbox", "NEW.recipients LIKE '%mallory@%'");
     let poison = report_mail(
         "Mallory <mallory@example.com>",
         "poison@example.com",

@@ -1347,16 +1347,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(0x3834);
         let filler = ["the ", "server ", "we ", "to ", "a\n", "version 9 ", "; ", "? ", "is "];
         let mut wrong = Vec::new();
-        for (i, (rule, c)) in RULES.iter().zip(&rules.rules).enumerate() {
-            if !matches!(c.find, Find::Window { .. }) {
-                continue;
-            }
-            let hir = regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(&ascii_pattern(true, rule.pattern))
-                .expect("static rules parse");
+        for (i, rule, c, hir) in windowed(&rules) {
             let mut matched = 0;
             for _ in 0..3000 {
                 let mut raw = b"x\n".to_vec();
@@ -1415,6 +1406,25 @@ mod tests {
         }
     }
 
+    /// Every windowed rule: its index, the rule, its compiled form and its bounded pattern.
+    fn windowed(rules: &TopicRules) -> Vec<(usize, &'static Rule, &Compiled, Hir)> {
+        RULES
+            .iter()
+            .zip(&rules.rules)
+            .enumerate()
+            .filter(|(_, (_, c))| matches!(c.find, Find::Window { .. }))
+            .map(|(i, (rule, c))| {
+                let hir = regex_syntax::ParserBuilder::new()
+                    .unicode(false)
+                    .utf8(false)
+                    .build()
+                    .parse(&ascii_pattern(true, rule.pattern))
+                    .expect("static rules parse");
+                (i, rule, c, hir)
+            })
+            .collect()
+    }
+
     /// A random string of the language of `hir` (assertions ignored: the caller keeps only
     /// samples the regex really matches).
     fn sample(hir: &Hir, rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
@@ -1458,16 +1468,7 @@ mod tests {
         let rules = TopicRules::new();
         let mut rng = fastrand::Rng::with_seed(0x5ec1);
         let mut missing = Vec::new();
-        for (rule, c) in RULES.iter().zip(&rules.rules) {
-            if !matches!(c.find, Find::Window { .. }) {
-                continue;
-            }
-            let hir = regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(&ascii_pattern(true, rule.pattern))
-                .expect("static rules parse");
+        for (_, rule, c, hir) in windowed(&rules) {
             let triggers: Vec<&[u8]> = if ends_with_question(&hir) {
                 vec![b"?"]
             } else {
