@@ -1,7 +1,7 @@
 //! Configuration: TOML text -> [`RawConfig`] (serde, unknown keys refused) -> validated [`Config`].
 //!
 //! Two steps, so that every problem is reported at once: serde catches syntax and type errors
-//! (toml names the line itself), then [`Config::from_raw`] checks meaning — addresses, paths,
+//! (toml names the line itself), then a validator builds the [`Config`] and checks meaning — addresses, paths,
 //! durations, cross references — and names each bad key with its line, found through
 //! `toml_edit`'s span-keeping parse of the same text.
 //!

@@ -2,7 +2,7 @@
 //! together.
 //!
 //! [`Pipeline::process_batch`] takes messages from any source and records each inside one
-//! write transaction, as if with a savepoint per message (see [`Pipeline::record_in`]): a
+//! write transaction, as if with a savepoint per message (see `Pipeline::record_in`): a
 //! message that fails rolls back alone and is reported as not committed, so its source does
 //! not mark it done. The raw bytes are
 //! stored in the same transaction as everything they cause, and nothing leaves the machine
@@ -155,7 +155,7 @@ impl Pipeline {
     /// `Err` of the whole call means nothing was committed.
     ///
     /// The store is single-writer, but most of the work per message is not: hashing, parsing
-    /// and classifying ([`Pipeline::prepare`]) run on the calling thread while a second thread
+    /// and classifying (`Pipeline::prepare`) run on the calling thread while a second thread
     /// records the messages prepared so far. (That way round, the calling thread stays the
     /// one whose regex caches stay warm from batch to batch.)
     pub fn process_batch(

@@ -1,7 +1,7 @@
 //! [`Inbound`] -> [`Verdict`]: what to do with a message, and why.
 //!
 //! Rule families are checked in a fixed order and the first that applies wins:
-//! [`automated`] (ignore), [`thread`] (followup), [`format`] (reject_format), [`topic`]
+//! [`automated`] (ignore), [`thread`] (followup), [`format`](mod@format) (reject_format), [`topic`]
 //! (reject_offtopic or report), then [`route`] picks the project of a report.
 //!
 //! Classification is a pure function of the message, the config and a [`Threads`] view of

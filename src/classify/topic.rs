@@ -1273,7 +1273,7 @@ fn literal_prefixes(hir: &Hir) -> Option<Vec<Vec<u8>>> {
 pub struct Text {
     /// The subject, lowercased.
     pub subject: String,
-    /// The body without quoted lines and signature, lowercased ([`own_words`]).
+    /// The body without quoted lines and signature, lowercased.
     pub body: String,
     /// Stack-frame lines in `body`, counted as it was made.
     frames: usize,

@@ -1,7 +1,7 @@
 //! SQLite: messages, cases and their timeline, the outbox, and IMAP bookkeeping.
 //!
 //! One file, WAL mode, `synchronous = FULL`: a transaction that returned is on disk. The
-//! schema is `schema.sql`; later versions append to [`MIGRATIONS`], guarded by
+//! schema is `schema.sql`; later versions append to `MIGRATIONS`, guarded by
 //! `PRAGMA user_version`. Callers group work into transactions ([`Store::batch`]); the
 //! pipeline commits many messages per transaction and uses a savepoint per message, so a
 //! failing message rolls back alone and a crash loses at most an uncommitted batch — which
