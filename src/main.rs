@@ -264,6 +264,7 @@ struct Totals {
 
 fn ingest(config: Config, templates: Templates, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
+    let _checkpoints = secintake::store::checkpoint_in_background(&store, &config.database);
     // Mail goes out while the files are read (see `send::Courier`): the courier runs on a
     // runtime thread of its own, with its own connection, and the pipeline records what it
     // sent.

@@ -841,6 +841,32 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
     assert_eq!(table_counts(env.store.conn()), committed, "after reopening");
 }
 
+/// With a checkpointer, the writer's commits only append to the write-ahead log (its own
+/// checkpoints are off), and the checkpointer's thread copies them into the database file.
+#[test]
+fn a_checkpointer_moves_committed_pages_into_the_database_file() {
+    let mut env = Env::new();
+    let db = env.db_path();
+    let checkpoints = store::checkpoint_in_background(&env.store, &db).expect("a checkpointer starts");
+    let auto: i64 = env
+        .store
+        .conn()
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(auto, 0, "the writer no longer checkpoints");
+    let before = std::fs::metadata(&db).unwrap().len();
+    let items: Vec<Item> = (0..40).map(|i| item("local", &format!("{i}.eml"), report(i))).collect();
+    env.process(&items);
+    // Far fewer pages than SQLite's own 1,000-page checkpoint: only the thread moves them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&db).unwrap().len() <= before {
+        assert!(std::time::Instant::now() < deadline, "nothing was checkpointed");
+        std::thread::sleep(store::Checkpointer::EVERY);
+    }
+    drop(checkpoints);
+    assert_eq!(env.count("SELECT COUNT(*) FROM messages"), 40);
+}
+
 /// Makes the store refuse inserts into `table` where `when` holds, as a full disk or a bug
 /// would (until `DROP TRIGGER poison`).
 fn poison(store: &Store, table: &str, when: &str) {
