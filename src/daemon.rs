@@ -132,7 +132,7 @@ impl PassStats {
 pub async fn once(pipeline: &Pipeline) -> anyhow::Result<PassStats> {
     let mut stats = PassStats::default();
     let mut store = Store::open(&pipeline.config().database)?;
-    let _checkpoints = store::checkpoint_in_background(&store, &pipeline.config().database);
+    let _checkpoints = store.checkpoint_in_background();
     let wake = Notify::new();
     let started = std::time::Instant::now();
     let r = match &pipeline.config().mailbox {
@@ -172,7 +172,7 @@ async fn fetch_loop(pipeline: Arc<Pipeline>, mut stop: watch::Receiver<bool>, wa
     };
     // The fetch loop is the big writer; the outbox loop's small commits keep SQLite's own
     // checkpoints, which find little to do.
-    let _checkpoints = store::checkpoint_in_background(&store, &pipeline.config().database);
+    let _checkpoints = store.checkpoint_in_background();
     match &pipeline.config().mailbox {
         Mailbox::Imap(cfg) => imap_loop(&pipeline, cfg, &mut store, &mut stop, &wake).await,
         Mailbox::Maildir { path } => loop {

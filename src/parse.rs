@@ -217,8 +217,8 @@ fn parser() -> MessageParser {
 pub fn parse(raw: &[u8]) -> Inbound {
     let bytes = prepared(raw);
     let bytes = skip_preamble(&bytes);
-    // A cut body that turns out to be broken base64 is parsed again whole: mail-parser then
-    // keeps it raw, and the cut would show.
+    // Cuts that mail-parser's reading does not bear out (see `cuts_hold`) send the message to
+    // be parsed again whole.
     elide(bytes)
         .and_then(|e| parse_bytes(raw, &e.bytes, &e.cuts))
         .or_else(|| parse_bytes(raw, bytes, &[]))
@@ -244,7 +244,8 @@ fn prepared(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// Parses `bytes` (`raw` as prepared, perhaps cut); `None` only when a cut body is broken.
+/// Parses `bytes` (`raw` as prepared, perhaps cut); `None` only when there are cuts and they do
+/// not hold, or mail-parser panicked on the cut bytes.
 fn parse_bytes(raw: &[u8], bytes: &[u8], cuts: &[Cut]) -> Option<Inbound> {
     // mail-parser is robust, but it has panicked on a real message (an inconsistent part
     // tree in a corpus file). Hostile input must never take the daemon down: contain it,

@@ -4,10 +4,9 @@
 //! [`Pipeline::process_batch`] takes messages from any source and records each inside one
 //! write transaction, as if with a savepoint per message (see `Pipeline::record_in`): a
 //! message that fails rolls back alone and is reported as not committed, so its source does
-//! not mark it done. The raw bytes are
-//! stored in the same transaction as everything they cause, and nothing leaves the machine
-//! before that transaction commits (mail waits in the outbox; IMAP flags wait for
-//! the `Ok` outcome of their message). The same bytes, or the same Message-ID from the same source, are
+//! not mark it done. The raw bytes are stored in the same transaction as everything they
+//! cause, and nothing leaves the machine before that transaction commits (mail waits in the
+//! outbox; IMAP flags wait for the `Ok` outcome of their message). The same bytes, or the same Message-ID from the same source, are
 //! recognised and skipped, so re-reading a source never makes a second case.
 //!
 //! The store has one writer. Work that others must write (delivery results, for one) joins
@@ -352,10 +351,10 @@ impl Pipeline {
     ///
     /// A savepoint per message costs its statements and a copy of every page the message
     /// touches (together ~10% of recording), and messages hardly ever fail, so they are
-    /// recorded without one. When one fails, the batch
-    /// rolls back to its start and is recorded again, every message (this one, the earlier
-    /// ones prepared anew, the later ones) in its own savepoint: the failing message then rolls
-    /// back alone, exactly as if savepoints had been used all along.
+    /// recorded without one. When one fails, the batch rolls back to its start and is
+    /// recorded again, every message (this one, the earlier ones prepared anew, the later
+    /// ones) in its own savepoint: the failing message then rolls back alone, exactly as if
+    /// savepoints had been used all along.
     fn record_in<'i>(
         &self,
         batch: &mut Batch<'_>,

@@ -847,7 +847,7 @@ fn a_batch_dropped_without_commit_leaves_nothing_and_the_rerun_commits_once() {
 fn a_checkpointer_moves_committed_pages_into_the_database_file() {
     let mut env = Env::new();
     let db = env.db_path();
-    let checkpoints = store::checkpoint_in_background(&env.store, &db).expect("a checkpointer starts");
+    let checkpoints = env.store.checkpoint_in_background().expect("a checkpointer starts");
     let auto: i64 = env
         .store
         .conn()

@@ -103,29 +103,43 @@ pub struct Due {
     pub created_at: i64,
 }
 
+/// The tables an outbox row's message is read from: its rendered body and, for a forward,
+/// the original it references (see [`Stored`]). A macro, so that SQL literals can share it.
+macro_rules! with_message {
+    () => {
+        "FROM outbox o JOIN outbox_body b ON b.id = o.id
+              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message"
+    };
+}
+
+/// The columns [`due_rows`] reads, and where they come from.
+macro_rules! due_columns {
+    () => {
+        concat!(
+            "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, b.body, o.original_at, m.raw,
+                    o.attempts, o.created_at ",
+            with_message!()
+        )
+    };
+}
+
 /// Up to `limit` messages due at `now`, oldest first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, b.body, o.original_at, m.raw,
-                o.attempts, o.created_at
-         FROM outbox o JOIN outbox_body b ON b.id = o.id
-              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
-         WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
-         ORDER BY o.next_attempt, o.id LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        due_columns!(),
+        " WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
+         ORDER BY o.next_attempt, o.id LIMIT ?2"
+    ))?;
     due_rows(&mut stmt, params![now, limit as i64])
 }
 
 /// Up to `limit` messages due at `now` with a row id above `after`, in id order.
 pub fn due_after(conn: &Connection, now: i64, after: i64, limit: usize) -> Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.kind, o.case_id, o.envelope_from, o.recipients, b.body, o.original_at, m.raw,
-                o.attempts, o.created_at
-         FROM outbox o JOIN outbox_body b ON b.id = o.id
-              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
-         WHERE o.id > ?3 AND o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
-         ORDER BY o.id LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        due_columns!(),
+        " WHERE o.id > ?3 AND o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
+         ORDER BY o.id LIMIT ?2"
+    ))?;
     due_rows(&mut stmt, params![now, limit as i64, after])
 }
 
@@ -148,12 +162,11 @@ fn due_rows(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusqlite::Par
 
 /// Row `id`'s message as stored, sent or not.
 pub fn stored(conn: &Connection, id: i64) -> Result<Option<Stored>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT b.body, o.original_at, m.raw
-         FROM outbox o JOIN outbox_body b ON b.id = o.id
-              LEFT JOIN messages m ON o.original_at IS NOT NULL AND m.id = o.message
-         WHERE o.id = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT b.body, o.original_at, m.raw ",
+        with_message!(),
+        " WHERE o.id = ?1"
+    ))?;
     Ok(stmt.query_row([id], |r| stored_at(r, 0)).optional()?)
 }
 
