@@ -7,12 +7,16 @@
 //! timeline. Delivery to SMTP is at-least-once: a crash between the server's "250 OK" and
 //! our commit sends that one message again, with the same Message-ID.
 //!
-//! Two transports: `File` writes `<outbox id>-<kind>.eml` into a folder (atomically, via a
-//! temporary name; the same row always gets the same name, so a retry overwrites instead of
-//! duplicating), and `Smtp` submits over up to `pool_size` kept connections: our own
-//! `TCP_NODELAY` sockets (and rustls for implicit TLS) driving lettre's `AsyncSmtpConnection`
-//! (STARTTLS, AUTH, the SMTP dialogue). Automatic replies leave with the null envelope sender
-//! (RFC 3834 §3.3), so they cannot bounce back into a loop.
+//! Two transports:
+//! - `File` writes `<outbox id>-<kind>.eml` into a folder, atomically: an unnamed file linked
+//!   into place once written, else a temporary name renamed. The same row always gets the
+//!   same name, so a retry overwrites instead of duplicating.
+//! - `Smtp` submits over up to `pool_size` kept connections: our own `TCP_NODELAY` sockets
+//!   (and rustls for implicit TLS) driving lettre's `AsyncSmtpConnection` (STARTTLS, AUTH,
+//!   the SMTP dialogue).
+//!
+//! Automatic replies leave with the null envelope sender (RFC 3834 §3.3), so they cannot
+//! bounce back into a loop.
 //!
 //! [`drain`] sends what is due, round after round, and records each round itself. A
 //! [`Courier`] sends while a mailbox is still being read (`ingest`), and leaves the recording
@@ -452,7 +456,24 @@ pub fn rendered(conn: &rusqlite::Connection, id: i64) -> Result<Option<Vec<u8>>,
 
 async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery> {
     match transport {
-        Transport::File(dir) => due.iter().map(|row| write_file(dir, row)).collect(),
+        Transport::File(dir) => {
+            // Made once a round: a folder removed meanwhile fails the round's writes, and the
+            // retry makes it again.
+            let made = std::fs::create_dir_all(dir);
+            due.iter()
+                .map(|row| {
+                    let name = format!("{:08}-{}.eml", row.id, row.kind);
+                    let written = match &made {
+                        Ok(()) => write_atomically(dir, &name, &wire(&row.message)),
+                        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                    };
+                    match written {
+                        Ok(()) => Delivery::Sent,
+                        Err(e) => Delivery::Transient(format!("writing {}: {e}", dir.join(&name).display())),
+                    }
+                })
+                .collect()
+        }
         Transport::Smtp(client) => {
             // Collect the futures first: a lazy `map` closure inside a spawned task trips
             // the compiler's higher-ranked lifetime check.
@@ -465,16 +486,35 @@ async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery
     }
 }
 
-fn write_file(dir: &std::path::Path, row: &outbox::Due) -> Delivery {
-    let name = format!("{:08}-{}.eml", row.id, row.kind);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, wire(&row.message)))
-        .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
-    match result {
-        Ok(()) => Delivery::Sent,
-        Err(e) => Delivery::Transient(format!("writing {}: {e}", dir.join(&name).display())),
+/// Writes `bytes` to `dir/name` so that the name appears only with all of its content.
+///
+/// The content goes into an unnamed file (`O_TMPFILE`) that is linked into place once
+/// written: one new directory entry. A temporary name renamed over the target costs three
+/// entry operations in a folder of thousands (most of the courier's time in `ingest`), so it
+/// is only the fallback: where the kernel, the file system or a missing `/proc` refuse the
+/// first way, and where `name` exists already (a retry after a crash between writing a row
+/// and recording it: `linkat` does not replace, `rename` does).
+fn write_atomically(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    if write_unnamed(dir, name, bytes).is_ok() {
+        return Ok(());
     }
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+fn write_unnamed(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+    let mut file = std::fs::File::from(rustix::fs::openat(CWD, dir, flags, Mode::from(0o666))?);
+    file.write_all(bytes)?;
+    // linkat(2) of the descriptor itself (AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; its /proc
+    // link does not.
+    let unnamed = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(CWD, unnamed.as_str(), CWD, dir.join(name), AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
 }
 
 async fn deliver_smtp(client: &SmtpClient, row: &outbox::Due) -> Delivery {
@@ -497,4 +537,43 @@ async fn deliver_smtp(client: &SmtpClient, row: &outbox::Due) -> Delivery {
         Err(e) => return Delivery::Permanent(format!("bad envelope: {e}")),
     };
     client.send(&envelope, &wire(&row.message)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_file_appears_whole_and_a_retry_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomically(dir.path(), "00000001-ack.eml", b"first").unwrap();
+        write_atomically(dir.path(), "00000002-ack.eml", b"other").unwrap();
+        assert_eq!(names(dir.path()), ["00000001-ack.eml", "00000002-ack.eml"]);
+        // The row was written, then the process died before recording it: the retry writes
+        // the same name again, and that must replace the file, not fail or add a second one.
+        write_atomically(dir.path(), "00000001-ack.eml", b"second").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("00000001-ack.eml")).unwrap(), b"second");
+        assert_eq!(
+            names(dir.path()),
+            ["00000001-ack.eml", "00000002-ack.eml"],
+            "nothing left behind"
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error_not_a_file_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        assert!(write_atomically(&gone, "00000001-ack.eml", b"x").is_err());
+        assert!(names(dir.path()).is_empty());
+    }
 }
