@@ -29,7 +29,7 @@ use store::{Store, StoreError};
 /// Messages committed per transaction by [`ingest`].
 pub const BATCH_MESSAGES: usize = 500;
 /// Raw bytes held per batch by [`ingest`], whatever the count.
-pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
+pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// What [`ingest`] reports per item: the item and its outcome, or the source's error.
 pub type Report<'a, E> = Result<(&'a Item, &'a Result<Outcome, StoreError>), E>;

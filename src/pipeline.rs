@@ -12,6 +12,7 @@
 //! The store has one writer. Work that others must write (delivery results, for one) joins
 //! a batch's transaction as a [`Rider`] rather than opening a second writer.
 
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
@@ -62,9 +63,85 @@ pub struct Recorded {
 }
 
 /// Messages prepared ahead of the writer ([`Pipeline::process_batch`],
-/// [`Pipeline::process_stream`]): enough to keep both threads busy, few enough that a run of
-/// 2 MB messages holds little memory.
-const PREPARED_AHEAD: usize = 8;
+/// [`Pipeline::process_stream`]): enough that the preparing thread goes on working while the
+/// writer commits (an fsync and a checkpoint: 10-30 ms, some hundred messages' preparing).
+/// With 8, the two threads took turns, each idle a third of the time.
+const PREPARED_AHEAD: usize = 256;
+
+/// The raw bytes of the messages prepared ahead of the writer, at most (a bigger message
+/// waits until the writer has taken all before it): a run of 2 MB messages holds little
+/// memory.
+const PREPARED_AHEAD_BYTES: usize = 4 << 20;
+
+/// The bytes prepared ahead of the writer, bounded by [`PREPARED_AHEAD_BYTES`].
+#[derive(Default)]
+struct Budget {
+    state: Mutex<BudgetState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    bytes: usize,
+    /// The writer has stopped; nothing waits for it any more.
+    closed: bool,
+}
+
+impl Budget {
+    fn state(&self) -> MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `n` more bytes fit, and takes them; `false` when the writer has stopped.
+    fn take(&self, n: usize) -> bool {
+        let mut s = self.state();
+        while !s.closed && s.bytes > 0 && s.bytes + n > PREPARED_AHEAD_BYTES {
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        s.bytes += n;
+        !s.closed
+    }
+
+    /// The writer has taken `n` bytes' worth.
+    fn give(&self, n: usize) {
+        let mut s = self.state();
+        s.bytes = s.bytes.saturating_sub(n);
+        self.changed.notify_one();
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Closes a [`Budget`] when the writer returns or panics, so the preparing thread does not
+/// wait for it forever.
+struct CloseOnDrop<'b>(&'b Budget);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// What the writer receives from [`prepare_ahead`]: the prepared messages in order, each
+/// handing its bytes back to the [`Budget`] as it is taken.
+struct Ahead<'b, P> {
+    recv: std::sync::mpsc::IntoIter<P>,
+    budget: &'b Budget,
+    size: fn(&P) -> usize,
+}
+
+impl<P> Iterator for Ahead<'_, P> {
+    type Item = P;
+
+    fn next(&mut self) -> Option<P> {
+        let p = self.recv.next()?;
+        self.budget.give((self.size)(&p));
+        Some(p)
+    }
+}
 
 /// The messages of one transaction, recorded without a savepoint each until one fails (see
 /// [`Pipeline::record_in`]); a savepoint taken when the batch begins marks where to roll back.
@@ -177,9 +254,10 @@ impl Pipeline {
             let prepared = items.iter().map(|item| (item, self.prepare(item)));
             return self.record_batch(store, prepared, items.len(), rider);
         }
-        self.prepare_ahead(
+        prepare_ahead(
             items,
             |item| (item, self.prepare(item)),
+            |(item, _)| item.raw.len(),
             |prepared| self.record_batch(store, prepared, items.len(), rider),
         )
     }
@@ -203,7 +281,7 @@ impl Pipeline {
         I: IntoIterator<Item = Result<Item, E>>,
         E: Send,
     {
-        self.prepare_ahead(
+        prepare_ahead(
             items,
             |item| {
                 item.map(|item| {
@@ -211,33 +289,9 @@ impl Pipeline {
                     (item, p)
                 })
             },
+            |prepared| prepared.as_ref().map_or(0, |(item, _)| item.raw.len()),
             |prepared| self.write_stream(store, prepared, report, rider),
         )
-    }
-
-    /// Runs `write` on a scoped writer thread over what this thread makes of `items` with
-    /// `prepare`, at most [`PREPARED_AHEAD`] ahead of it. A writer that stops early (a store
-    /// error) stops the preparing too.
-    fn prepare_ahead<T, P: Send, R: Send>(
-        &self,
-        items: impl IntoIterator<Item = T>,
-        prepare: impl Fn(T) -> P,
-        write: impl FnOnce(std::sync::mpsc::IntoIter<P>) -> R + Send,
-    ) -> R {
-        std::thread::scope(|s| {
-            let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
-            let writer = s.spawn(move || write(recv.into_iter()));
-            for item in items {
-                if send.send(prepare(item)).is_err() {
-                    break; // the writer stopped on an error
-                }
-            }
-            drop(send);
-            match writer.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
     }
 
     fn write_stream<E>(
@@ -249,7 +303,7 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         // Each message is recorded as it arrives, in a transaction left open until the batch
         // is full: waiting for a whole batch before recording any of it made the two threads
-        // take turns (the preparing thread can run only PREPARED_AHEAD messages ahead). The
+        // take turns (the preparing thread can run only so far ahead, see PREPARED_AHEAD). The
         // write lock is then held while the batch is read, not only while it is recorded;
         // another writer (a daemon on the same database) waits, within its busy timeout.
         let mut order: Vec<Result<Item, E>> = Vec::new();
@@ -607,8 +661,119 @@ impl Pipeline {
     }
 }
 
+/// Runs `write` on a scoped writer thread over what this thread makes of `items` with
+/// `prepare`, at most [`PREPARED_AHEAD`] messages and [`PREPARED_AHEAD_BYTES`] bytes (as `size`
+/// counts them) ahead of it. A writer that stops early (a store error) stops the preparing
+/// too.
+fn prepare_ahead<T, P: Send, R: Send>(
+    items: impl IntoIterator<Item = T>,
+    prepare: impl Fn(T) -> P,
+    size: fn(&P) -> usize,
+    write: impl FnOnce(Ahead<'_, P>) -> R + Send,
+) -> R {
+    let budget = Budget::default();
+    std::thread::scope(|s| {
+        let (send, recv) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
+        let budget = &budget;
+        let writer = s.spawn(move || {
+            let _closing = CloseOnDrop(budget);
+            write(Ahead {
+                recv: recv.into_iter(),
+                budget,
+                size,
+            })
+        });
+        for item in items {
+            let p = prepare(item);
+            if !budget.take(size(&p)) || send.send(p).is_err() {
+                break; // the writer stopped on an error
+            }
+        }
+        drop(send);
+        match writer.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const MB: usize = 1 << 20;
+
+    #[test]
+    fn the_preparing_thread_stays_within_its_byte_budget() {
+        // 1 MB messages, a writer slower than the preparing thread: without the budget the
+        // preparing thread would run PREPARED_AHEAD (256) messages ahead.
+        let prepared = AtomicUsize::new(0);
+        let mut most_ahead = 0;
+        let taken = prepare_ahead(
+            0..40,
+            |i| {
+                prepared.fetch_add(1, Ordering::SeqCst);
+                (i, MB)
+            },
+            |&(_, size)| size,
+            |ahead| {
+                let mut taken = Vec::new();
+                for (n, (i, _)) in ahead.enumerate() {
+                    std::thread::sleep(Duration::from_millis(2));
+                    // Prepared but not yet taken, this one excluded.
+                    most_ahead = most_ahead.max(prepared.load(Ordering::SeqCst) - n - 1);
+                    taken.push(i);
+                }
+                taken
+            },
+        );
+        assert_eq!(taken, (0..40).collect::<Vec<_>>(), "all of them, in order");
+        // The budget holds PREPARED_AHEAD_BYTES; one more message may be prepared while the
+        // preparing thread waits for room.
+        assert!(
+            most_ahead * MB <= PREPARED_AHEAD_BYTES + MB,
+            "{most_ahead} MB prepared ahead of the writer"
+        );
+    }
+
+    #[test]
+    fn a_message_bigger_than_the_budget_still_goes_through() {
+        let sizes = [PREPARED_AHEAD_BYTES * 3, 10, PREPARED_AHEAD_BYTES + 1, 10];
+        let taken = prepare_ahead(sizes, |size| size, |&size| size, |ahead| ahead.collect::<Vec<_>>());
+        assert_eq!(taken, sizes);
+    }
+
+    #[test]
+    fn a_writer_that_stops_releases_a_waiting_preparer() {
+        // The writer stops (a store error) without taking anything, while the preparing
+        // thread has filled the budget and waits for room: the call must return, not wait
+        // forever for room that will never be given back.
+        let prepared = AtomicUsize::new(0);
+        let taken = prepare_ahead(
+            0..1000,
+            |i| {
+                prepared.fetch_add(1, Ordering::SeqCst);
+                (i, MB)
+            },
+            |&(_, size)| size,
+            |_ahead| {
+                std::thread::sleep(Duration::from_millis(50));
+                0
+            },
+        );
+        assert_eq!(taken, 0);
+        let fits = PREPARED_AHEAD_BYTES / MB;
+        assert_eq!(
+            prepared.load(Ordering::SeqCst),
+            fits + 1,
+            "the preparing thread stopped"
+        );
+    }
 }
