@@ -41,10 +41,18 @@ use crate::config::{Config, SmtpServer, Tls, Transport as TransportConfig};
 use crate::pipeline::Rider;
 use crate::store::{self, Store, StoreError, cases, outbox};
 
-/// Rows taken from the outbox per round.
-const ROUND: usize = 256;
-/// Rows per round of a [`Courier`]: it runs beside the pipeline, so it holds less.
-const COURIER_ROUND: usize = 64;
+/// Rows taken from the outbox per round: a round's messages are all in memory at once (a
+/// forward with its original), and a burst of large reports must not take the daemon's
+/// memory with it.
+const ROUND: outbox::RoundLimit = outbox::RoundLimit {
+    count: 256,
+    bytes: 16 << 20,
+};
+/// A [`Courier`]'s round: it runs beside the pipeline, so it holds less.
+const COURIER_ROUND: outbox::RoundLimit = outbox::RoundLimit {
+    count: 64,
+    bytes: 4 << 20,
+};
 
 /// Where mail goes.
 #[derive(Clone)]

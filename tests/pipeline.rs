@@ -727,6 +727,79 @@ fn file_transport_into_an_unwritable_path_defers_every_row() {
     assert_eq!(env.count("SELECT COUNT(*) FROM outbox WHERE attempts = 1"), rows as i64);
 }
 
+/// A round of the outbox holds its rows' messages in memory at once, so it stops where they
+/// reach its byte limit: a burst of large reports must not be loaded whole. The first row
+/// goes whatever its size.
+#[test]
+fn outbox_rounds_stop_at_their_byte_limit() {
+    let mut env = Env::new();
+    for n in 0..6 {
+        // ~100 KB reports, from a sender each (so that each gets its ack): an ack of ~1 KB
+        // and a forward that carries the original.
+        let mut raw = report_mail(
+            &format!("Reporter {n} <reporter{n}@example.com>"),
+            &format!("big{n}@example.com"),
+            "Tomcat HTTP/2: NullPointerException crash lets any client stop the connector",
+            &[],
+        );
+        for line in 0..1500 {
+            raw.extend_from_slice(format!("request {line}: GET /examples/index.jsp HTTP/1.1 -> 200\r\n").as_bytes());
+        }
+        let rec = env.record("large report", item("local", &format!("{n}.eml"), raw));
+        assert_eq!(rec.verdict.verdict, Kind::Report);
+    }
+    let rows = env.count("SELECT COUNT(*) FROM outbox") as usize;
+    assert_eq!(rows, 12);
+    let now = store::now() + 1;
+    let size = |d: &outbox::Due| d.message.body.len() + d.message.original.as_ref().map_or(0, Vec::len);
+    for bytes in [1, 50_000, 250_000, 10_000_000] {
+        let limit = outbox::RoundLimit { count: 100, bytes };
+        for (what, round) in [
+            ("due", outbox::due(env.store.conn(), now, limit).unwrap()),
+            ("due_after", outbox::due_after(env.store.conn(), now, 0, limit).unwrap()),
+        ] {
+            let sizes: Vec<usize> = round.iter().map(size).collect();
+            let before_last: usize = sizes.iter().rev().skip(1).sum();
+            assert!(
+                !sizes.is_empty(),
+                "{what} {bytes}: the first row goes whatever its size"
+            );
+            assert!(before_last < bytes, "{what} {bytes}: {sizes:?}");
+            assert!(
+                sizes.len() == rows || sizes.iter().sum::<usize>() >= bytes,
+                "{what} {bytes}: stopped early: {sizes:?}"
+            );
+            let ids: Vec<i64> = round.iter().map(|d| d.id).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{what}: in order: {ids:?}");
+        }
+    }
+    let one = outbox::due(env.store.conn(), now, outbox::RoundLimit { count: 100, bytes: 1 }).unwrap();
+    assert_eq!(one.len(), 1);
+    let some = outbox::due(
+        env.store.conn(),
+        now,
+        outbox::RoundLimit {
+            count: 100,
+            bytes: 250_000,
+        },
+    )
+    .unwrap();
+    assert!(some.len() > 2 && some.len() < rows, "{}", some.len());
+    let counted = outbox::due(
+        env.store.conn(),
+        now,
+        outbox::RoundLimit {
+            count: 3,
+            bytes: usize::MAX >> 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(counted.len(), 3, "the count still limits");
+    // All of it goes, round after round.
+    let transport = Transport::File(env.dir.path().join("outbox"));
+    assert_eq!(drain(&mut env, &transport).sent, rows);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash safety.
 

@@ -123,24 +123,67 @@ macro_rules! due_columns {
     };
 }
 
-/// Up to `limit` messages due at `now`, oldest first.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(concat!(
-        due_columns!(),
-        " WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
-         ORDER BY o.next_attempt, o.id LIMIT ?2"
-    ))?;
-    due_rows(&mut stmt, params![now, limit as i64])
+/// How much of a round to take: at most `count` rows, and rows only until their messages
+/// (each with its original, for a forward) add up to `bytes`. The first row is taken whatever
+/// its size, so a message bigger than `bytes` still goes, in a round of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundLimit {
+    /// Rows.
+    pub count: usize,
+    /// Bytes of message.
+    pub bytes: usize,
 }
 
-/// Up to `limit` messages due at `now` with a row id above `after`, in id order.
-pub fn due_after(conn: &Connection, now: i64, after: i64, limit: usize) -> Result<Vec<Due>> {
+/// The rows of a round, as a `WHERE` on `o.id`: of the due rows (`$due`, in the order
+/// `$order`), the first `?2` (the count), cut where their sizes pass `?3` (the bytes).
+/// `length()` of a blob reads its size, not its bytes, so this reads no message.
+macro_rules! round_ids {
+    ($due:literal, $order:literal) => {
+        concat!(
+            "o.id IN (SELECT id FROM (
+                 SELECT id, SUM(size) OVER (ORDER BY ",
+            $order,
+            ") - size AS before FROM (
+                     SELECT o.id AS id, o.next_attempt AS next_attempt,
+                            length(b.body) + COALESCE(length(m.raw), 0) AS size ",
+            with_message!(),
+            " WHERE ",
+            $due,
+            " ORDER BY ",
+            $order,
+            " LIMIT ?2))
+             WHERE before < ?3)"
+        )
+    };
+}
+
+/// The messages due at `now`, oldest first, as many as `limit` allows.
+pub fn due(conn: &Connection, now: i64, limit: RoundLimit) -> Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(concat!(
         due_columns!(),
-        " WHERE o.id > ?3 AND o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1
-         ORDER BY o.id LIMIT ?2"
+        " WHERE ",
+        round_ids!(
+            "o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1",
+            "next_attempt, id"
+        ),
+        " ORDER BY o.next_attempt, o.id"
     ))?;
-    due_rows(&mut stmt, params![now, limit as i64, after])
+    due_rows(&mut stmt, params![now, limit.count as i64, limit.bytes as i64])
+}
+
+/// The messages due at `now` with a row id above `after`, in id order, as many as `limit`
+/// allows.
+pub fn due_after(conn: &Connection, now: i64, after: i64, limit: RoundLimit) -> Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        due_columns!(),
+        " WHERE ",
+        round_ids!(
+            "o.id > ?4 AND o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt <= ?1",
+            "id"
+        ),
+        " ORDER BY o.id"
+    ))?;
+    due_rows(&mut stmt, params![now, limit.count as i64, limit.bytes as i64, after])
 }
 
 fn due_rows(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusqlite::Params) -> Result<Vec<Due>> {
