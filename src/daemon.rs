@@ -303,7 +303,9 @@ async fn drain_imap(
         if uids.is_empty() {
             return Ok(());
         }
-        let chunks: Vec<&[u32]> = uids.chunks(cfg.batch_size.max(1) as usize).collect();
+        let sizes = imap::sizes(session, &uids).await?;
+        let batches = imap::batches(&sizes, cfg.batch_size as usize, crate::BATCH_BYTES);
+        let chunks: Vec<&[u32]> = batches.iter().map(Vec::as_slice).collect();
         let mut fetched = match chunks.first() {
             Some(first) => imap::fetch_raw(session, first).await?,
             None => return Ok(()),

@@ -28,7 +28,8 @@ use store::{Store, StoreError};
 
 /// Messages committed per transaction by [`ingest`].
 pub const BATCH_MESSAGES: usize = 500;
-/// Raw bytes held per batch by [`ingest`], whatever the count.
+/// Raw bytes held per batch by [`ingest`] and per batch of an IMAP pass, whatever the count
+/// (one larger message goes alone).
 pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// What [`ingest`] reports per item: the item and its outcome, or the source's error.

@@ -338,6 +338,53 @@ pub async fn new_uids(session: &mut ImapSession, last: u32) -> Result<Vec<u32>, 
     Ok(uids)
 }
 
+/// The sizes (`RFC822.SIZE`) of the messages with these UIDs, in UID order, asked in groups
+/// of 1,000 so that no response holds a whole backlog. A message the server does not report
+/// (expunged meanwhile) counts as empty: fetching it will find nothing either.
+pub async fn sizes(session: &mut ImapSession, uids: &[u32]) -> Result<Vec<(u32, u32)>, FetchError> {
+    let mut out = Vec::with_capacity(uids.len());
+    for group in uids.chunks(1000) {
+        let fetches: Vec<_> = session
+            .uid_fetch(uid_set(group), "(UID RFC822.SIZE)")
+            .await?
+            .try_collect()
+            .await?;
+        let mut known: Vec<(u32, u32)> = fetches.iter().filter_map(|f| Some((f.uid?, f.size?))).collect();
+        known.sort_unstable();
+        out.extend(group.iter().map(|&uid| {
+            let size = known
+                .binary_search_by_key(&uid, |(u, _)| *u)
+                .ok()
+                .and_then(|i| known.get(i))
+                .map_or(0, |(_, size)| *size);
+            (uid, size)
+        }));
+    }
+    Ok(out)
+}
+
+/// Splits messages (UID and size, in order) into batches of at most `count` messages and
+/// `bytes` bytes: what a batch fetches is in memory at once (twice: the batch being recorded
+/// and the next one being fetched). A message bigger than `bytes` is a batch of its own.
+pub fn batches(sizes: &[(u32, u32)], count: usize, bytes: usize) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let mut current: Vec<u32> = Vec::new();
+    let mut held = 0usize;
+    for &(uid, size) in sizes {
+        let size = size as usize;
+        if !current.is_empty() && (current.len() >= count.max(1) || held.saturating_add(size) > bytes) {
+            out.push(std::mem::take(&mut current));
+            held = 0;
+        }
+        current.push(uid);
+        held = held.saturating_add(size);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 /// The raw messages with these UIDs (`BODY.PEEK[]`, so nothing is flagged by reading).
 pub async fn fetch_raw(session: &mut ImapSession, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
     let set = uid_set(uids);
@@ -453,7 +500,7 @@ pub fn uid_set(uids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::uid_set;
+    use super::{batches, uid_set};
 
     #[test]
     fn xoauth2_sends_the_sasl_string_once_then_an_empty_answer() {
@@ -479,6 +526,19 @@ mod tests {
             secret: "p w".into(),
         };
         assert_eq!(p.process(b""), b"\0u\0p w".to_vec());
+    }
+
+    #[test]
+    fn batches_stop_at_their_count_or_their_bytes() {
+        let sizes = [(1, 10), (2, 10), (3, 10), (4, 10), (5, 10)];
+        assert_eq!(batches(&sizes, 2, 1_000), [vec![1, 2], vec![3, 4], vec![5]]);
+        assert_eq!(batches(&sizes, 100, 25), [vec![1, 2], vec![3, 4], vec![5]]);
+        assert_eq!(batches(&sizes, 100, 30), [vec![1, 2, 3], vec![4, 5]]);
+        // A message over the limit goes alone; the ones around it are not held back.
+        let sizes = [(1, 10), (2, 5_000), (3, 10), (4, 10)];
+        assert_eq!(batches(&sizes, 100, 100), [vec![1], vec![2], vec![3, 4]]);
+        assert!(batches(&[], 10, 10).is_empty());
+        assert_eq!(batches(&[(7, 0)], 0, 0), [vec![7]]);
     }
 
     #[test]
