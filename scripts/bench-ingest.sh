@@ -60,9 +60,12 @@ else
     echo "reusing $mix"
 fi
 mix_bytes=$(du -sb "$mix" | cut -f1)
+# Runs left over from an interrupted or --keep invocation are moved aside, and deleted with
+# this invocation's at the end: deleting them now would slow the runs below (see above).
+stale=$work/stale.$$
 if compgen -G "$work/run-*" > /dev/null; then
-    rm -rf "$work"/run-*   # left over from an interrupted or --keep invocation
-    sync
+    mkdir -p "$stale"
+    mv "$work"/run-* "$stale"/
 fi
 
 results=$work/results.tsv
@@ -148,5 +151,6 @@ if [ "$keep" = 1 ]; then
     echo "kept: $work/run-1 .. run-$runs"
 else
     rm -rf "$work"/run-*
-    sync
 fi
+rm -rf "$stale"
+sync
