@@ -467,14 +467,13 @@ async fn deliver_all(transport: &Transport, due: &[outbox::Due]) -> Vec<Delivery
         Transport::File(dir) => {
             // Made once a round: a folder removed meanwhile fails the round's writes, and the
             // retry makes it again.
-            let made = std::fs::create_dir_all(dir);
+            let made = std::fs::create_dir_all(dir).map_err(|e| e.to_string());
             due.iter()
                 .map(|row| {
                     let name = format!("{:08}-{}.eml", row.id, row.kind);
-                    let written = match &made {
-                        Ok(()) => write_atomically(dir, &name, &wire(&row.message)),
-                        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-                    };
+                    let written = made
+                        .clone()
+                        .and_then(|()| write_atomically(dir, &name, &wire(&row.message)).map_err(|e| e.to_string()));
                     match written {
                         Ok(()) => Delivery::Sent,
                         Err(e) => Delivery::Transient(format!("writing {}: {e}", dir.join(&name).display())),
