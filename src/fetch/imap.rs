@@ -388,15 +388,14 @@ pub fn batches(sizes: &[(u32, u32)], count: usize, bytes: usize) -> Vec<Vec<u32>
 /// The raw messages with these UIDs (`BODY.PEEK[]`, so nothing is flagged by reading).
 pub async fn fetch_raw(session: &mut ImapSession, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
     let set = uid_set(uids);
-    let fetches: Vec<_> = session
+    // Each body is copied out as its response arrives, and the response dropped: collecting
+    // the responses first held every message twice.
+    let mut out: Vec<(u32, Vec<u8>)> = session
         .uid_fetch(&set, "(UID BODY.PEEK[])")
         .await?
+        .try_filter_map(|f| async move { Ok(f.uid.zip(f.body().map(<[u8]>::to_vec))) })
         .try_collect()
         .await?;
-    let mut out: Vec<(u32, Vec<u8>)> = fetches
-        .iter()
-        .filter_map(|f| Some((f.uid?, f.body()?.to_vec())))
-        .collect();
     out.sort_by_key(|(u, _)| *u);
     Ok(out)
 }
