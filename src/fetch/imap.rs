@@ -8,7 +8,8 @@
 //!
 //! Draining is exactly-once by construction:
 //! - messages are fetched with `BODY.PEEK[]` (no implicit `\Seen`) in batches of UIDs above
-//!   the last committed UID of this UIDVALIDITY, kept in the store;
+//!   the last committed UID of this UIDVALIDITY, kept in the store (batches of `batch_size`
+//!   messages and at most [`crate::BATCH_BYTES`], from the sizes the server reports);
 //! - a batch is committed by the pipeline before anything is done to it on the server; only
 //!   the messages whose commit succeeded are marked done (`\Seen` + keyword, or moved);
 //! - a UIDVALIDITY change resets the bookkeeping and rescans the folder; the store's
