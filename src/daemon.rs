@@ -303,9 +303,16 @@ async fn drain_imap(
         if uids.is_empty() {
             return Ok(());
         }
-        let sizes = imap::sizes(session, &uids).await?;
-        let batches = imap::batches(&sizes, cfg.batch_size as usize, crate::BATCH_BYTES);
-        let chunks: Vec<&[u32]> = batches.iter().map(Vec::as_slice).collect();
+        // One message is a batch of its own whatever its size: no need to ask for sizes on the
+        // IDLE path, where new mail comes one message at a time.
+        let chunks = match uids.as_slice() {
+            [one] => vec![vec![*one]],
+            _ => imap::batches(
+                &imap::sizes(session, &uids).await?,
+                cfg.batch_size as usize,
+                crate::BATCH_BYTES,
+            ),
+        };
         let mut fetched = match chunks.first() {
             Some(first) => imap::fetch_raw(session, first).await?,
             None => return Ok(()),
@@ -326,7 +333,7 @@ async fn drain_imap(
                     raw,
                 })
                 .collect();
-            let next = chunks.get(i + 1).copied();
+            let next = chunks.get(i + 1).map(Vec::as_slice);
             let marking = std::mem::take(&mut to_mark);
             // While this batch is recorded, the session marks the last batch done and
             // fetches the next one: the IMAP round trips overlap the recording instead of
